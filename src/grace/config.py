@@ -1,0 +1,107 @@
+"""Settings: read once, at an entry point, into one :class:`GraceSettings`.
+
+Sources, highest priority first: keyword arguments, ``GRACE_*`` environment variables
+(nested with ``__``, e.g. ``GRACE_LEDGER__CHECKPOINT_EVERY=500``), the TOML file named by
+``GRACE_CONFIG_FILE`` or ``./grace.toml`` if present, then defaults. Components never read
+the environment; they receive small frozen config objects built from these settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from grace.errors import ConfigError
+from grace.ledger import LedgerConfig
+
+__all__ = ["GraceSettings", "LedgerSettings", "load_settings"]
+
+CONFIG_FILE_ENV = "GRACE_CONFIG_FILE"
+DEFAULT_CONFIG_FILE = "grace.toml"
+
+
+class LedgerSettings(BaseModel):
+    """``[ledger]``: the audit ledger."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    origin: str = Field(
+        default="grace.local/ledger",
+        pattern=r"^[^\s+]+$",
+        description="Name of this log in signed checkpoints; unique per deployment.",
+    )
+    synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
+    max_payload_bytes: int = Field(default=1 << 20, ge=2)
+    checkpoint_every: int = Field(default=1000, ge=0, description="0 disables")
+    checkpoint_interval_s: float = Field(default=60.0, ge=0, description="0 disables")
+
+    def to_config(self) -> LedgerConfig:
+        """The ledger's own frozen config."""
+        return LedgerConfig(
+            origin=self.origin,
+            synchronous=self.synchronous,
+            max_payload_bytes=self.max_payload_bytes,
+            checkpoint_every=self.checkpoint_every,
+            checkpoint_interval_s=self.checkpoint_interval_s,
+        )
+
+
+class GraceSettings(BaseSettings):
+    """All of Grace's settings (``GRACE_`` environment prefix, optional ``grace.toml``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRACE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path(".grace"), description="Where ledger, keys and stores live."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+    ledger: LedgerSettings = LedgerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then environment, then the TOML file."""
+        toml_path = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+
+def load_settings(**overrides: Any) -> GraceSettings:
+    """Build settings; :class:`ConfigError` names each bad key and what is wrong with it."""
+    explicit = os.environ.get(CONFIG_FILE_ENV)
+    if explicit and not Path(explicit).is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}={explicit} does not name a readable file")
+    try:
+        return GraceSettings(**overrides)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from e
+    except ValueError as e:  # malformed TOML
+        raise ConfigError(f"invalid settings file: {e}") from e

@@ -1,0 +1,176 @@
+"""Canonical bytes of ledger entries (RFC 8785, JSON Canonicalization Scheme).
+
+Invariants:
+
+* An entry's bytes are exactly ``rfc8785.dumps`` of the object with the nine fields
+  ``action, actor, payload, prev_hash, resource, result, seq, subsystem, timestamp``.
+* Those bytes are composed from pieces: JCS of an object with fixed ASCII keys is ``{`` +
+  the members in key order + ``}``, so the caller canonicalises its own fields once
+  (:func:`encode_template`) and the single writer only splices in ``prev_hash``, ``seq``
+  and ``timestamp``. A property test checks the composition against ``rfc8785.dumps``.
+* ``canonical_json`` takes a fast path through orjson only where orjson's output is
+  provably identical to JCS (no floats, I-JSON integers, ASCII object keys — so UTF-8
+  and UTF-16 key order agree); everything else goes through ``rfc8785``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import rfc8785
+
+from grace.errors import EntryRejected
+
+__all__ = [
+    "GENESIS_HASH_HEX",
+    "EntryTemplate",
+    "canonical_json",
+    "encode_template",
+    "format_timestamp",
+    "parse_timestamp",
+    "splice",
+]
+
+GENESIS_HASH_HEX = b"0" * 64
+"""``prev_hash`` of the first entry."""
+
+_MAX_SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493 §2.2), required by RFC 8785 §3.2.2.3
+_MAX_FIELD_CHARS = 1024
+_SORT = orjson.OPT_SORT_KEYS
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _fast_path_ok(value: object) -> bool:
+    """True if orjson with sorted keys yields exactly the JCS bytes of ``value``."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str or t is bool or v is None:
+            continue
+        if t is int:
+            if -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:  # type: ignore[operator]
+                continue
+            return False
+        if t is dict:
+            for k in v:  # type: ignore[attr-defined]
+                if type(k) is not str or not k.isascii():
+                    return False
+            stack.extend(v.values())  # type: ignore[attr-defined]
+            continue
+        if t is list:
+            stack.extend(v)  # type: ignore[arg-type]
+            continue
+        return False  # float, subclass, tuple, anything else: let rfc8785 decide
+    return True
+
+
+def _describe_float_problem(value: object) -> str | None:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"{v!r} is not allowed in JSON (NaN and Infinity have no JSON form)"
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+    return None
+
+
+def canonical_json(value: Any, *, what: str = "value") -> bytes:
+    """RFC 8785 canonical bytes of a JSON value; :class:`EntryRejected` names what is wrong."""
+    if _fast_path_ok(value):
+        try:
+            return orjson.dumps(value, option=_SORT)
+        except orjson.JSONEncodeError as e:  # lone surrogates, nesting deeper than 254
+            raise EntryRejected(f"{what} cannot be encoded as JSON: {e}") from e
+    try:
+        return bytes(rfc8785.dumps(value))
+    except rfc8785.CanonicalizationError as e:
+        problem = _describe_float_problem(value) or str(e)
+        raise EntryRejected(f"{what} is not JSON-serialisable: {problem}") from e
+    except (RecursionError, UnicodeError, TypeError, ValueError) as e:
+        raise EntryRejected(f"{what} is not JSON-serialisable: {e}") from e
+
+
+def _field(name: str, value: object, *, required: bool) -> bytes:
+    if not isinstance(value, str):
+        raise EntryRejected(f"entry field {name!r} must be a string, got {type(value).__name__}")
+    if required and not value:
+        raise EntryRejected(f"entry field {name!r} must not be empty")
+    if len(value) > _MAX_FIELD_CHARS:
+        raise EntryRejected(
+            f"entry field {name!r} is {len(value)} characters; the limit is {_MAX_FIELD_CHARS}"
+        )
+    return canonical_json(str(value), what=f"entry field {name!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryTemplate:
+    """An entry's canonical bytes minus ``prev_hash``, ``seq`` and ``timestamp``.
+
+    ``head`` ends just inside the ``prev_hash`` string, ``mid`` runs to the ``seq`` number,
+    ``tail`` ends just inside the ``timestamp`` string.
+    """
+
+    head: bytes
+    mid: bytes
+    tail: bytes
+
+
+def encode_template(
+    *,
+    subsystem: str,
+    actor: str,
+    action: str,
+    resource: str,
+    result: str,
+    payload: Any,
+    max_payload_bytes: int,
+) -> EntryTemplate:
+    """Validate and canonicalise the caller-supplied fields of an entry."""
+    if not isinstance(payload, dict):
+        raise EntryRejected(f"payload must be a JSON object (dict), got {type(payload).__name__}")
+    body = canonical_json(payload, what="payload")
+    if len(body) > max_payload_bytes:
+        raise EntryRejected(
+            f"payload is {len(body)} bytes as canonical JSON; the limit is {max_payload_bytes}"
+        )
+    # Member order is JCS key order (RFC 8785 §3.2.3); all keys are ASCII.
+    return EntryTemplate(
+        head=b'{"action":'
+        + _field("action", action, required=True)
+        + b',"actor":'
+        + _field("actor", actor, required=True)
+        + b',"payload":'
+        + body
+        + b',"prev_hash":"',
+        mid=b'","resource":'
+        + _field("resource", resource, required=False)
+        + b',"result":'
+        + _field("result", result, required=False)
+        + b',"seq":',
+        tail=b',"subsystem":' + _field("subsystem", subsystem, required=True) + b',"timestamp":"',
+    )
+
+
+def splice(t: EntryTemplate, prev_hash_hex: bytes, seq: int, timestamp: bytes) -> bytes:
+    """The full canonical entry bytes."""
+    return b"".join((t.head, prev_hash_hex, t.mid, str(seq).encode(), t.tail, timestamp, b'"}'))
+
+
+def format_timestamp(when: _dt.datetime) -> str:
+    """Fixed-width UTC timestamp (sorts as text): ``2026-01-01T00:00:00.000000Z``."""
+    if when.tzinfo is None:
+        raise ValueError("ledger timestamps must be timezone-aware")
+    return when.astimezone(_dt.UTC).strftime(_TS_FORMAT)
+
+
+def parse_timestamp(text: str) -> _dt.datetime:
+    """Inverse of :func:`format_timestamp`."""
+    return _dt.datetime.strptime(text, _TS_FORMAT).replace(tzinfo=_dt.UTC)

@@ -1,0 +1,320 @@
+"""SQLite storage of the ledger: schema, one writer connection, reader connections.
+
+Layout of ``<data_dir>/ledger.db`` (schema version 1):
+
+* ``meta(key, value)``: ``format = grace-ledger``, ``schema_version``, ``origin``.
+* ``entries(seq, entry, entry_hash)``: ``entry`` is the canonical JSON bytes, ``entry_hash``
+  the RFC 6962 leaf hash of them. ``subsystem``, ``actor``, ``action`` and ``ts`` are
+  *virtual* generated columns read out of ``entry`` for the query indexes, so they can
+  never disagree with the hashed bytes.
+* ``nodes(id, hash)``: every interior Merkle node, in creation order (see ``_tree.node_id``).
+* ``checkpoints(tree_size, created_at, note)``: signed notes.
+
+Entries, their nodes and a checkpoint are written in one transaction, so a crash leaves
+either all of a batch or none of it. Each connection is used by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from grace.errors import LedgerError, LedgerFormatError
+from grace.ledger._tree import CompactRange, node_id
+from grace.ledger.merkle import Part, perfect_parts
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION: Final = 1
+FORMAT: Final = "grace-ledger"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE entries (
+    seq INTEGER PRIMARY KEY,
+    entry BLOB NOT NULL,
+    entry_hash BLOB NOT NULL,
+    subsystem TEXT GENERATED ALWAYS AS (json_extract(CAST(entry AS TEXT), '$.subsystem')) VIRTUAL,
+    actor TEXT GENERATED ALWAYS AS (json_extract(CAST(entry AS TEXT), '$.actor')) VIRTUAL,
+    action TEXT GENERATED ALWAYS AS (json_extract(CAST(entry AS TEXT), '$.action')) VIRTUAL,
+    ts TEXT GENERATED ALWAYS AS (json_extract(CAST(entry AS TEXT), '$.timestamp')) VIRTUAL
+);
+CREATE INDEX entries_subsystem ON entries(subsystem, seq);
+CREATE INDEX entries_actor ON entries(actor, seq);
+CREATE INDEX entries_action ON entries(action, seq);
+CREATE INDEX entries_ts ON entries(ts);
+CREATE TABLE nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL) STRICT;
+CREATE TABLE checkpoints (
+    tree_size INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    note TEXT NOT NULL
+) STRICT;
+"""
+
+_FILTER_COLUMNS: Final = ("subsystem", "actor", "action")
+
+
+def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rwc'}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+    except sqlite3.Error as e:
+        raise LedgerError(f"cannot open ledger database {path}: {e}") from e
+    return conn
+
+
+class SQLiteStore:
+    """One SQLite connection to a ledger database."""
+
+    __slots__ = ("_conn", "path")
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: Path, *, read_only: bool, create: bool, synchronous: str, origin: str | None
+    ) -> tuple[SQLiteStore, str]:
+        """Open (and with ``create``, initialise) the database; return it and its origin."""
+        if path.exists() and not path.is_file():
+            raise LedgerFormatError(f"{path} exists but is not a file; it cannot be a ledger")
+        if not path.exists() and not create:
+            raise LedgerError(f"no ledger at {path.parent} (missing {path.name})")
+        conn = _connect(path, read_only=read_only)
+        store = cls(conn, path)
+        try:
+            found = store._read_meta()
+            if found is None:
+                if read_only or not create:
+                    raise LedgerFormatError(f"{path} is an empty database, not a Grace ledger")
+                conn.execute("PRAGMA journal_mode = WAL")
+                store._initialise(origin or "grace.local/ledger")
+                found = store._read_meta()
+                if found is None:  # pragma: no cover - we just wrote it
+                    raise LedgerFormatError(f"{path}: initialising the ledger failed")
+            if not read_only:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise LedgerError(f"{path}: cannot switch to WAL journal mode (got {mode})")
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
+        except BaseException:
+            conn.close()
+            raise
+        return store, found
+
+    def _read_meta(self) -> str | None:
+        """Check the database is a Grace ledger; return its origin (None: empty database)."""
+        try:
+            tables = {
+                r[0]
+                for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        except sqlite3.DatabaseError as e:
+            raise LedgerFormatError(f"{self.path} is not a SQLite database ({e})") from e
+        if not tables:
+            return None
+        if "meta" not in tables:
+            raise LedgerFormatError(
+                f"{self.path} is a SQLite database of something else (tables: "
+                f"{', '.join(sorted(tables))}), not a Grace ledger"
+            )
+        meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != FORMAT:
+            raise LedgerFormatError(
+                f"{self.path} is not a Grace ledger (format {meta.get('format')!r})"
+            )
+        version = meta.get("schema_version", "")
+        if version != str(SCHEMA_VERSION):
+            raise LedgerFormatError(
+                f"{self.path} has ledger schema version {version}; this Grace reads version "
+                f"{SCHEMA_VERSION}"
+            )
+        missing = {"entries", "nodes", "checkpoints"} - tables
+        if missing:
+            raise LedgerFormatError(f"{self.path} lacks tables {sorted(missing)}")
+        return str(meta["origin"])
+
+    def _initialise(self, origin: str) -> None:
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            c.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [("format", FORMAT), ("schema_version", str(SCHEMA_VERSION)), ("origin", origin)],
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    # -- writer --------------------------------------------------------------------------
+
+    def load_tree(self) -> tuple[CompactRange, bytes | None, int]:
+        """The tree's growing edge, the last entry hash and the last checkpoint's size."""
+        c = self._conn
+        size = c.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()[0]
+        count = c.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        nodes = c.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM nodes").fetchone()[0]
+        tree = CompactRange()
+        expected_nodes = size - size.bit_count()
+        if count != size or nodes != expected_nodes:
+            raise LedgerFormatError(
+                f"{self.path} is inconsistent ({count} entries up to seq {size}, {nodes} Merkle "
+                f"nodes where {expected_nodes} are expected); run `grace audit verify`"
+            )
+        parts = perfect_parts(0, size)
+        found = self.part_hashes(parts)
+        tree = CompactRange(size, [found[p] for p in parts])
+        last = None
+        if size:
+            last = c.execute("SELECT entry_hash FROM entries WHERE seq = ?", (size,)).fetchone()[0]
+        cp = c.execute("SELECT COALESCE(MAX(tree_size), 0) FROM checkpoints").fetchone()[0]
+        return tree, last, cp
+
+    def commit(
+        self,
+        rows: Sequence[tuple[int, bytes, bytes]],
+        node_rows: Sequence[tuple[int, bytes]],
+        checkpoint: tuple[int, str, str] | None,
+    ) -> None:
+        """Write entries, their new interior nodes and an optional checkpoint atomically."""
+        c = self._conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                if rows:
+                    c.executemany(
+                        "INSERT INTO entries(seq, entry, entry_hash) VALUES (?,?,?)", rows
+                    )
+                if node_rows:
+                    c.executemany("INSERT INTO nodes(id, hash) VALUES (?, ?)", node_rows)
+                if checkpoint is not None:
+                    c.execute(
+                        "INSERT INTO checkpoints(tree_size, created_at, note) VALUES (?,?,?)",
+                        checkpoint,
+                    )
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise LedgerError(f"writing to {self.path} failed, nothing was appended: {e}") from e
+
+    # -- readers -------------------------------------------------------------------------
+
+    def get(self, seq: int) -> tuple[bytes, bytes] | None:
+        """Stored bytes and hash of one entry."""
+        row = self._conn.execute(
+            "SELECT entry, entry_hash FROM entries WHERE seq = ?", (seq,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def query(
+        self,
+        *,
+        lo: int,
+        hi: int | None,
+        filters: dict[str, str],
+        since: str | None,
+        until: str | None,
+        limit: int,
+        descending: bool,
+    ) -> list[tuple[int, bytes, bytes]]:
+        """Entries with ``lo < seq <= hi`` matching all filters, at most ``limit``."""
+        where = ["seq > ?"]
+        args: list[Any] = [lo]
+        if hi is not None:
+            where.append("seq <= ?")
+            args.append(hi)
+        for column, value in filters.items():
+            if column not in _FILTER_COLUMNS:  # pragma: no cover - guarded by the Ledger API
+                raise ValueError(column)
+            where.append(f"{column} = ?")
+            args.append(value)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until)
+        order = "DESC" if descending else "ASC"
+        sql = (
+            "SELECT seq, entry, entry_hash FROM entries WHERE "  # noqa: S608 - fixed names only
+            + " AND ".join(where)
+            + f" ORDER BY seq {order} LIMIT ?"
+        )
+        args.append(limit)
+        return self._conn.execute(sql, args).fetchall()
+
+    def part_hashes(self, parts: Iterable[Part]) -> dict[Part, bytes]:
+        """Hashes of perfect subtrees: leaves from ``entries``, the rest from ``nodes``."""
+        leaves: dict[int, Part] = {}
+        inner: dict[int, Part] = {}
+        for part in parts:
+            level, index = part
+            if level == 0:
+                leaves[index + 1] = part
+            else:
+                inner[node_id(level, index)] = part
+        out: dict[Part, bytes] = {}
+        c = self._conn
+        if leaves:
+            marks = ",".join("?" * len(leaves))
+            for seq, h in c.execute(
+                f"SELECT seq, entry_hash FROM entries WHERE seq IN ({marks})",  # noqa: S608
+                list(leaves),
+            ):
+                out[leaves[seq]] = h
+        if inner:
+            marks = ",".join("?" * len(inner))
+            for nid, h in c.execute(
+                f"SELECT id, hash FROM nodes WHERE id IN ({marks})",  # noqa: S608
+                list(inner),
+            ):
+                out[inner[nid]] = h
+        if len(out) != len(leaves) + len(inner):
+            missing = sorted(set(leaves.values()) | set(inner.values()) - set(out))
+            raise LedgerFormatError(
+                f"{self.path}: Merkle data missing for subtrees (level, index) {missing[:5]}; "
+                "run `grace audit verify`"
+            )
+        return out
+
+    def checkpoints(self, *, limit: int | None = None) -> list[tuple[int, str, str]]:
+        """Stored checkpoints ``(tree_size, created_at, note)``, newest first."""
+        sql = "SELECT tree_size, created_at, note FROM checkpoints ORDER BY tree_size DESC"
+        if limit is not None:
+            return self._conn.execute(sql + " LIMIT ?", (limit,)).fetchall()
+        return self._conn.execute(sql).fetchall()
+
+    def checkpoint_at_least(self, size: int) -> tuple[int, str, str] | None:
+        """The smallest stored checkpoint covering ``size`` entries."""
+        row = self._conn.execute(
+            "SELECT tree_size, created_at, note FROM checkpoints WHERE tree_size >= ? "
+            "ORDER BY tree_size LIMIT 1",
+            (size,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def size(self) -> int:
+        """Highest committed seq."""
+        return int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()[0])
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The raw connection (for the verifier, which streams whole tables)."""
+        return self._conn
