@@ -147,7 +147,7 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Parse a verifier key string; :class:`ProofError` if malformed or not Ed25519."""
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)
         if len(parts) != 3:
             raise ProofError("verifier key must look like name+keyid+base64key")
         name, id_hex, key_b64 = parts
