@@ -1,0 +1,5 @@
+"""``python -m grace`` runs the CLI."""
+
+from grace.cli import main
+
+main()
