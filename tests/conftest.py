@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -67,6 +66,6 @@ def nats_addr() -> tuple[str, int]:
 
 
 @pytest.fixture
-def clock() -> Iterator[FakeClock]:
+def clock() -> FakeClock:
     """A fake clock starting at 2026-01-01T00:00:00Z."""
     return FakeClock()

@@ -69,7 +69,7 @@ def test_spliced_entry_equals_rfc8785_of_the_whole_entry(
         payload=payload,
         max_payload_bytes=1 << 20,
     )
-    whole = {
+    whole: dict[str, Any] = {
         "seq": seq,
         "timestamp": ts,
         "subsystem": subsystem,
