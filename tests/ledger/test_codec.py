@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grace.errors import EntryRejected
-from grace.ledger._codec import canonical_json, encode_template, format_timestamp, splice
+from grace.ledger._codec import (
+    canonical_json,
+    encode_template,
+    es6_number,
+    format_timestamp,
+    splice,
+)
 
 json_scalars = (
     st.none()
@@ -102,3 +108,18 @@ def test_non_json_values_are_rejected_with_the_problem_named(value: Any, fragmen
     with pytest.raises(EntryRejected, match="payload") as info:
         canonical_json(value, what="payload")
     assert fragment.lower() in str(info.value).lower()
+
+
+@settings(max_examples=3000)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_es6_number_matches_rfc8785_for_any_finite_float(value: float) -> None:
+    """Float layout (integers, exponents, tiny and huge values, -0) is exactly JCS's."""
+    assert es6_number(value).encode() == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize(
+    "value", [1.0, -0.0, 1e21, 1e20, 1e-7, 1e-6, 5e-324, 1.7976931348623157e308, 0.1 + 0.2, 123.456]
+)
+def test_es6_number_boundaries(value: float) -> None:
+    """The layout switch points of ECMAScript's Number::toString agree with rfc8785."""
+    assert es6_number(value).encode() == rfc8785.dumps(value)

@@ -8,9 +8,10 @@ Invariants:
   the members in key order + ``}``, so the caller canonicalises its own fields once
   (:func:`encode_template`) and the single writer only splices in ``prev_hash``, ``seq``
   and ``timestamp``. A property test checks the composition against ``rfc8785.dumps``.
-* ``canonical_json`` takes a fast path through orjson only where orjson's output is
-  provably identical to JCS (no floats, I-JSON integers, ASCII object keys — so UTF-8
-  and UTF-16 key order agree); everything else goes through ``rfc8785``.
+* ``canonical_json`` takes a fast path through orjson only where its output is identical
+  to JCS: I-JSON integers, ASCII object keys (so UTF-8 and UTF-16 key order agree), exact
+  built-in types, and floats pre-formatted as ECMAScript numbers (:func:`es6_number`).
+  Everything else goes through ``rfc8785``. Property tests compare both with ``rfc8785``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "EntryTemplate",
     "canonical_json",
     "encode_template",
+    "es6_number",
     "format_timestamp",
     "parse_timestamp",
     "splice",
@@ -44,8 +46,49 @@ _SORT = orjson.OPT_SORT_KEYS
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-def _fast_path_ok(value: object) -> bool:
-    """True if orjson with sorted keys yields exactly the JCS bytes of ``value``."""
+def es6_number(value: float) -> str:
+    """ECMAScript ``Number::toString`` of a finite float (RFC 8785 §3.2.2.3).
+
+    Python's ``repr`` already yields the shortest round-tripping digits; only the layout
+    differs (ES6 prints ``1`` for ``1.0``, ``1e+21`` for ``1e21``, plain digits up to 1e21).
+    """
+    if value == 0:
+        return "0"  # also for -0.0
+    text = repr(value)
+    sign = ""
+    if text[0] == "-":
+        sign, text = "-", text[1:]
+    mantissa, _, exp_text = text.partition("e")
+    whole, _, frac = mantissa.partition(".")
+    all_digits = whole + frac
+    stripped = all_digits.lstrip("0")
+    # value = 0.<stripped> x 10**n  (ES6's n), k = number of significant digits
+    n = len(whole) + (int(exp_text) if exp_text else 0) - (len(all_digits) - len(stripped))
+    digits = stripped.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        out = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        out = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        out = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        out = (
+            digits[0]
+            + ("." + digits[1:] if k > 1 else "")
+            + ("e+" if e > 0 else "e-")
+            + str(abs(e))
+        )
+    return sign + out
+
+
+_PLAIN, _FLOATS, _SLOW = 0, 1, 2
+
+
+def _classify(value: object) -> int:
+    """_PLAIN: orjson output is JCS as is; _FLOATS: after formatting floats; _SLOW: neither."""
+    found = _PLAIN
     stack = [value]
     while stack:
         v = stack.pop()
@@ -55,18 +98,35 @@ def _fast_path_ok(value: object) -> bool:
         if t is int:
             if -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:  # type: ignore[operator]
                 continue
-            return False
+            return _SLOW
+        if t is float:
+            if not math.isfinite(v):  # type: ignore[arg-type]
+                return _SLOW
+            found = _FLOATS
+            continue
         if t is dict:
             for k in v:  # type: ignore[attr-defined]
                 if type(k) is not str or not k.isascii():
-                    return False
+                    return _SLOW
             stack.extend(v.values())  # type: ignore[attr-defined]
             continue
         if t is list:
             stack.extend(v)  # type: ignore[arg-type]
             continue
-        return False  # float, subclass, tuple, anything else: let rfc8785 decide
-    return True
+        return _SLOW  # subclasses, tuples, anything else: let rfc8785 decide
+    return found
+
+
+def _with_number_fragments(value: Any) -> Any:
+    """A copy of ``value`` whose floats are pre-serialised the JCS way."""
+    t = type(value)
+    if t is float:
+        return orjson.Fragment(es6_number(value).encode())
+    if t is dict:
+        return {k: _with_number_fragments(v) for k, v in value.items()}
+    if t is list:
+        return [_with_number_fragments(v) for v in value]
+    return value
 
 
 def _describe_float_problem(value: object) -> str | None:
@@ -84,8 +144,11 @@ def _describe_float_problem(value: object) -> str | None:
 
 def canonical_json(value: Any, *, what: str = "value") -> bytes:
     """RFC 8785 canonical bytes of a JSON value; :class:`EntryRejected` names what is wrong."""
-    if _fast_path_ok(value):
+    kind = _classify(value)
+    if kind != _SLOW:
         try:
+            if kind == _FLOATS:
+                value = _with_number_fragments(value)
             return orjson.dumps(value, option=_SORT)
         except orjson.JSONEncodeError as e:  # lone surrogates, nesting deeper than 254
             raise EntryRejected(f"{what} cannot be encoded as JSON: {e}") from e
@@ -107,7 +170,10 @@ def _field(name: str, value: object, *, required: bool) -> bytes:
         raise EntryRejected(
             f"entry field {name!r} is {len(value)} characters; the limit is {_MAX_FIELD_CHARS}"
         )
-    return canonical_json(str(value), what=f"entry field {name!r}")
+    try:
+        return orjson.dumps(str(value))
+    except orjson.JSONEncodeError as e:
+        raise EntryRejected(f"entry field {name!r} cannot be encoded as JSON: {e}") from e
 
 
 @dataclass(frozen=True, slots=True)
