@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import stat
 from pathlib import Path
@@ -214,7 +215,8 @@ async def test_proof_bundle_verifies_offline_and_detects_a_changed_entry(tmp_pat
     assert data["tree_size"] == 13
     assert bundle.checkpoint.tree_size == 20
     assert verify_bundle(ProofBundle.from_json(data), verifier).valid
-    forged = dict(data, entry_canonical=data["entry_canonical"].replace("A", "B", 1))
+    raw = base64.b64decode(data["entry_canonical"]).replace(b'"alice', b'"mallory')
+    forged = dict(data, entry_canonical=base64.b64encode(raw).decode())
     assert not verify_bundle(ProofBundle.from_json(forged), verifier).valid
     wrong_proof = dict(data, inclusion_proof=list(reversed(data["inclusion_proof"])))
     assert not verify_bundle(ProofBundle.from_json(wrong_proof), verifier).valid

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grace.ledger import merkle
-from grace.ledger._tree import CompactRange, node_id
+from grace.ledger._tree import CompactRange, node_location
 
 MAX_LEAVES = 300
 LEAVES = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(MAX_LEAVES)]
@@ -44,19 +44,20 @@ def test_root_hash_matches_recursive_definition_for_every_size_up_to_300() -> No
         assert merkle.root_hash(LEAVES[:n]) == reference_root(LEAVES[:n])
 
 
-def test_compact_range_root_and_nodes_match_stored_node_ids() -> None:
-    """Appending leaves one by one yields every prefix root, and nodes land at node_id order."""
+def test_compact_range_nodes_are_found_where_node_location_says() -> None:
+    """Appending leaves yields every prefix root, and each perfect subtree's hash sits in the
+    nodes of the entry node_location names, at the offset it names."""
     tree = CompactRange()
-    created: list[bytes] = []
+    stored: dict[int, bytes] = {}
     for n, leaf in enumerate(LEAVES[:130], start=1):
-        tree.append(leaf, created)
+        stored[n] = tree.append(leaf)
         assert tree.root() == merkle.root_hash(LEAVES[:n])
-        assert len(created) == tree.node_count
     for level in range(1, 8):
         for index in range(130 >> level):
             start = index << level
             expected = merkle.root_hash(LEAVES[start : start + (1 << level)])
-            assert created[node_id(level, index)] == expected
+            seq, offset = node_location(level, index)
+            assert stored[seq][offset : offset + 32] == expected
 
 
 @settings(max_examples=400)

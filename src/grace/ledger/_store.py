@@ -3,14 +3,14 @@
 Layout of ``<data_dir>/ledger.db`` (schema version 1):
 
 * ``meta(key, value)``: ``format = grace-ledger``, ``schema_version``, ``origin``.
-* ``entries(seq, entry, entry_hash)``: ``entry`` is the canonical JSON bytes, ``entry_hash``
-  the RFC 6962 leaf hash of them. ``subsystem``, ``actor``, ``action`` and ``ts`` are
-  *virtual* generated columns read out of ``entry`` for the query indexes, so they can
-  never disagree with the hashed bytes.
-* ``nodes(id, hash)``: every interior Merkle node, in creation order (see ``_tree.node_id``).
+* ``entries(seq, entry, entry_hash, nodes)``: ``entry`` is the canonical JSON bytes,
+  ``entry_hash`` the RFC 6962 leaf hash of them, ``nodes`` the interior Merkle nodes this
+  entry's append completed (see ``_tree.node_location``). ``subsystem``, ``actor``,
+  ``action`` and ``ts`` are *virtual* generated columns read out of ``entry`` for the
+  query indexes, so they can never disagree with the hashed bytes.
 * ``checkpoints(tree_size, created_at, note)``: signed notes.
 
-Entries, their nodes and a checkpoint are written in one transaction, so a crash leaves
+A batch of entries and a checkpoint are written in one transaction, so a crash leaves
 either all of a batch or none of it. Each connection is used by one thread at a time.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from grace.errors import LedgerError, LedgerFormatError
-from grace.ledger._tree import CompactRange, node_id
+from grace.ledger._tree import CompactRange, node_location
 from grace.ledger.merkle import Part, perfect_parts
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -36,6 +36,7 @@ CREATE TABLE entries (
     seq INTEGER PRIMARY KEY,
     entry BLOB NOT NULL,
     entry_hash BLOB NOT NULL,
+    nodes BLOB NOT NULL,
     subsystem TEXT GENERATED ALWAYS AS (json_extract(CAST(entry AS TEXT), '$.subsystem')) VIRTUAL,
     actor TEXT GENERATED ALWAYS AS (json_extract(CAST(entry AS TEXT), '$.actor')) VIRTUAL,
     action TEXT GENERATED ALWAYS AS (json_extract(CAST(entry AS TEXT), '$.action')) VIRTUAL,
@@ -45,7 +46,6 @@ CREATE INDEX entries_subsystem ON entries(subsystem, seq);
 CREATE INDEX entries_actor ON entries(actor, seq);
 CREATE INDEX entries_action ON entries(action, seq);
 CREATE INDEX entries_ts ON entries(ts);
-CREATE TABLE nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL) STRICT;
 CREATE TABLE checkpoints (
     tree_size INTEGER PRIMARY KEY,
     created_at TEXT NOT NULL,
@@ -135,7 +135,7 @@ class SQLiteStore:
                 f"{self.path} has ledger schema version {version}; this Grace reads version "
                 f"{SCHEMA_VERSION}"
             )
-        missing = {"entries", "nodes", "checkpoints"} - tables
+        missing = {"entries", "checkpoints"} - tables
         if missing:
             raise LedgerFormatError(f"{self.path} lacks tables {sorted(missing)}")
         return str(meta["origin"])
@@ -167,13 +167,10 @@ class SQLiteStore:
         c = self._conn
         size = c.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()[0]
         count = c.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-        nodes = c.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM nodes").fetchone()[0]
-        tree = CompactRange()
-        expected_nodes = size - size.bit_count()
-        if count != size or nodes != expected_nodes:
+        if count != size:
             raise LedgerFormatError(
-                f"{self.path} is inconsistent ({count} entries up to seq {size}, {nodes} Merkle "
-                f"nodes where {expected_nodes} are expected); run `grace audit verify`"
+                f"{self.path} is inconsistent ({count} entries up to seq {size}); "
+                "run `grace audit verify`"
             )
         parts = perfect_parts(0, size)
         found = self.part_hashes(parts)
@@ -186,21 +183,18 @@ class SQLiteStore:
 
     def commit(
         self,
-        rows: Sequence[tuple[int, bytes, bytes]],
-        node_rows: Sequence[tuple[int, bytes]],
+        rows: Sequence[tuple[int, bytes, bytes, bytes]],
         checkpoint: tuple[int, str, str] | None,
     ) -> None:
-        """Write entries, their new interior nodes and an optional checkpoint atomically."""
+        """Write entries ``(seq, entry, entry_hash, nodes)`` and a checkpoint atomically."""
         c = self._conn
         try:
             c.execute("BEGIN IMMEDIATE")
             try:
                 if rows:
                     c.executemany(
-                        "INSERT INTO entries(seq, entry, entry_hash) VALUES (?,?,?)", rows
+                        "INSERT INTO entries(seq, entry, entry_hash, nodes) VALUES (?,?,?,?)", rows
                     )
-                if node_rows:
-                    c.executemany("INSERT INTO nodes(id, hash) VALUES (?, ?)", node_rows)
                 if checkpoint is not None:
                     c.execute(
                         "INSERT INTO checkpoints(tree_size, created_at, note) VALUES (?,?,?)",
@@ -261,37 +255,37 @@ class SQLiteStore:
         return self._conn.execute(sql, args).fetchall()
 
     def part_hashes(self, parts: Iterable[Part]) -> dict[Part, bytes]:
-        """Hashes of perfect subtrees: leaves from ``entries``, the rest from ``nodes``."""
-        leaves: dict[int, Part] = {}
-        inner: dict[int, Part] = {}
+        """Hashes of perfect subtrees, in one query.
+
+        Leaves are entry hashes; interior nodes sit in the ``nodes`` column of the entry
+        whose append completed them.
+        """
+        where: dict[Part, tuple[int, int]] = {}
         for part in parts:
             level, index = part
-            if level == 0:
-                leaves[index + 1] = part
-            else:
-                inner[node_id(level, index)] = part
+            where[part] = (index + 1, -1) if level == 0 else node_location(level, index)
+        seqs = sorted({seq for seq, _ in where.values()})
+        found: dict[int, tuple[bytes, bytes]] = {}
+        for chunk in range(0, len(seqs), 500):
+            wanted = seqs[chunk : chunk + 500]
+            marks = ",".join("?" * len(wanted))
+            for seq, h, nodes in self._conn.execute(
+                f"SELECT seq, entry_hash, nodes FROM entries WHERE seq IN ({marks})",  # noqa: S608
+                wanted,
+            ):
+                found[seq] = (h, nodes)
         out: dict[Part, bytes] = {}
-        c = self._conn
-        if leaves:
-            marks = ",".join("?" * len(leaves))
-            for seq, h in c.execute(
-                f"SELECT seq, entry_hash FROM entries WHERE seq IN ({marks})",  # noqa: S608
-                list(leaves),
-            ):
-                out[leaves[seq]] = h
-        if inner:
-            marks = ",".join("?" * len(inner))
-            for nid, h in c.execute(
-                f"SELECT id, hash FROM nodes WHERE id IN ({marks})",  # noqa: S608
-                list(inner),
-            ):
-                out[inner[nid]] = h
-        if len(out) != len(leaves) + len(inner):
-            missing = sorted(set(leaves.values()) | set(inner.values()) - set(out))
-            raise LedgerFormatError(
-                f"{self.path}: Merkle data missing for subtrees (level, index) {missing[:5]}; "
-                "run `grace audit verify`"
-            )
+        for part, (seq, offset) in where.items():
+            row = found.get(seq)
+            value = None
+            if row is not None:
+                value = row[0] if offset < 0 else row[1][offset : offset + 32]
+            if type(value) is not bytes or len(value) != 32:
+                raise LedgerFormatError(
+                    f"{self.path}: Merkle data for subtree (level, index) {part} is missing at "
+                    f"entry {seq}; run `grace audit verify`"
+                )
+            out[part] = value
         return out
 
     def checkpoints(self, *, limit: int | None = None) -> list[tuple[int, str, str]]:

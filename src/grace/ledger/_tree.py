@@ -2,9 +2,12 @@
 
 A :class:`CompactRange` holds the roots of the perfect subtrees that make up a tree of
 ``size`` leaves — one per set bit of ``size``, largest first — so appending a leaf costs
-O(1) amortised hashes and the root costs O(log n). Every interior node is stored once,
-in creation order; :func:`node_id` says where a perfect subtree's hash sits in that order,
-so a proof looks up O(log n) rows by primary key.
+O(1) amortised hashes and the root costs O(log n).
+
+Every interior node is stored once, in the row of the entry whose append completed it:
+that row's ``nodes`` column is the concatenation of the nodes it completed, level 1
+first. :func:`node_location` says which row and offset hold a perfect subtree's hash, so a
+proof looks up O(log n) rows by primary key.
 """
 
 from __future__ import annotations
@@ -13,20 +16,19 @@ import hashlib
 
 from grace.ledger.merkle import EMPTY_ROOT, fold_parts
 
-__all__ = ["CompactRange", "node_id"]
+__all__ = ["CompactRange", "node_location"]
 
 _sha256 = hashlib.sha256
 
 
-def node_id(level: int, index: int) -> int:
-    """Creation-order id (0-based) of the interior node at ``level >= 1``, ``index``.
+def node_location(level: int, index: int) -> tuple[int, int]:
+    """``(seq, byte offset)`` of the interior node at ``level >= 1``, ``index``.
 
-    The node is completed by appending leaf ``i = ((index + 1) << level) - 1``; before that
-    append ``i - popcount(i)`` interior nodes exist, and the append creates levels 1, 2, …
-    in order.
+    The node covers leaves ``[index << level, (index + 1) << level)`` and is completed by
+    appending its last leaf, entry ``seq = (index + 1) << level``; that append creates
+    levels 1, 2, … in order, 32 bytes each.
     """
-    i = ((index + 1) << level) - 1
-    return i - i.bit_count() + level - 1
+    return (index + 1) << level, (level - 1) * 32
 
 
 class CompactRange:
@@ -45,23 +47,20 @@ class CompactRange:
         """An independent copy (for work that may be rolled back)."""
         return CompactRange(self.size, list(self.hashes))
 
-    def append(self, leaf: bytes, created: list[bytes]) -> None:
-        """Add a leaf hash; append every interior node it completes to ``created``."""
+    def append(self, leaf: bytes) -> bytes:
+        """Add a leaf hash; return the interior nodes it completes, concatenated (maybe b"")."""
         n = self.size
         hashes = self.hashes
         h = leaf
+        created = b""
         while n & 1:
             h = _sha256(b"\x01" + hashes.pop() + h).digest()
-            created.append(h)
+            created += h
             n >>= 1
         hashes.append(h)
         self.size += 1
+        return created
 
     def root(self) -> bytes:
         """The RFC 6962 root hash of the first ``size`` leaves."""
         return fold_parts(self.hashes) if self.hashes else EMPTY_ROOT
-
-    @property
-    def node_count(self) -> int:
-        """How many interior nodes a tree of this size has stored."""
-        return self.size - self.size.bit_count()

@@ -6,8 +6,8 @@ For each row, in seq order, from one read snapshot:
 2. ``entry_hash == SHA-256(0x00 || entry)`` (detects any change to an entry or its hash);
 3. the ``prev_hash`` inside the entry is the previous ``entry_hash`` and the ``seq`` inside
    it is the row's seq (detects rows moved or rewritten together with their hash);
-4. every interior Merkle node the entry completes equals the stored node (proofs served
-   from the store are therefore correct);
+4. the interior Merkle nodes the entry completes equal its stored ``nodes`` (proofs
+   served from the store are therefore correct);
 5. when the tree reaches a checkpoint's size, its root equals the signed root.
 
 Every checkpoint's note must carry a valid signature by the ledger's key and its origin;
@@ -113,15 +113,9 @@ def _verify(
         cp_index += 1
     next_cp = checkpoints[cp_index].tree_size if cp_index < len(checkpoints) else -1
 
-    node_cur = conn.execute("SELECT id, hash FROM nodes ORDER BY id")
-    node_buf: list[tuple[int, bytes]] = []
-    node_pos = 0
-    node_next_id = 0
-    created: list[bytes] = []
-
-    cur = conn.execute("SELECT seq, entry, entry_hash FROM entries ORDER BY seq")
+    cur = conn.execute("SELECT seq, entry, entry_hash, nodes FROM entries ORDER BY seq")
     while batch := cur.fetchmany(_BATCH):
-        for seq, raw, stored in batch:
+        for seq, raw, stored, nodes in batch:
             if seq != expected:
                 if seq > expected:
                     return _fail(
@@ -132,8 +126,8 @@ def _verify(
                         f"entry {expected} is missing (next stored entry is {seq})",
                     )
                 return _fail(expected - 1, total, cp_index, seq, f"unexpected entry with seq {seq}")
-            if type(raw) is not bytes or type(stored) is not bytes:
-                return _fail(seq - 1, total, cp_index, seq, "entry or hash column is not a blob")
+            if type(raw) is not bytes:
+                return _fail(seq - 1, total, cp_index, seq, "the entry column is not a blob")
             h = sha256(b"\x00" + raw).digest()
             if h != stored:
                 return _fail(
@@ -158,33 +152,14 @@ def _verify(
                     seq,
                     f"the entry stored at seq {seq} says it is entry {raw[j + 7 : k]!r}",
                 )
-            tree.append(h, created)
-            if created:
-                for node in created:
-                    if node_pos == len(node_buf):
-                        node_buf = node_cur.fetchmany(_BATCH)
-                        node_pos = 0
-                    if node_pos == len(node_buf):
-                        return _fail(
-                            seq - 1,
-                            total,
-                            cp_index,
-                            seq,
-                            f"Merkle node {node_next_id} completed by entry {seq} is missing",
-                        )
-                    nid, stored_node = node_buf[node_pos]
-                    node_pos += 1
-                    if nid != node_next_id or stored_node != node:
-                        return _fail(
-                            seq - 1,
-                            total,
-                            cp_index,
-                            seq,
-                            f"stored Merkle node {nid} does not match the one entry {seq} "
-                            f"completes (node {node_next_id})",
-                        )
-                    node_next_id += 1
-                created.clear()
+            if tree.append(h) != nodes:
+                return _fail(
+                    seq - 1,
+                    total,
+                    cp_index,
+                    seq,
+                    f"the Merkle nodes stored with entry {seq} differ from the ones it completes",
+                )
             if seq == next_cp:
                 cp = checkpoints[cp_index]
                 if tree.root() != cp.root_hash:
@@ -205,8 +180,6 @@ def _verify(
             progress(expected - 1, total)
 
     size = expected - 1
-    if node_pos < len(node_buf) or node_cur.fetchone() is not None:
-        return _fail(size, total, cp_index, None, "the nodes table has rows beyond the tree")
     if cp_index < len(checkpoints):
         signed = checkpoints[-1].tree_size
         return _fail(
