@@ -779,7 +779,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     rows = asyncio.run(run(plan, args))
     total = time.perf_counter() - start
-    print(f"summary (medians of {plan.repeats} paired repeats; total {total:.1f} s)\n")
+    print(
+        f"summary: medians of {plan.repeats} paired repeats (ratio = median of the per-repeat "
+        f"ratios, so it need not equal measured / baseline); total {total:.1f} s\n"
+    )
     print_table(rows)
     missed = sum(r.status == "MISS" for r in rows)
     print(f"\n{missed} goal(s) missed" if missed else "\nall goals met")

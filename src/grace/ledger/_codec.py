@@ -157,7 +157,9 @@ def canonical_json(value: Any, *, what: str = "value") -> bytes:
     except rfc8785.CanonicalizationError as e:
         problem = _describe_float_problem(value) or str(e)
         raise EntryRejected(f"{what} is not JSON-serialisable: {problem}") from e
-    except (RecursionError, UnicodeError, TypeError, ValueError) as e:
+    except RecursionError as e:
+        raise EntryRejected(f"{what} is nested too deeply to be encoded as JSON") from e
+    except (UnicodeError, TypeError, ValueError) as e:
         raise EntryRejected(f"{what} is not JSON-serialisable: {e}") from e
 
 

@@ -56,10 +56,16 @@ CREATE TABLE checkpoints (
 _FILTER_COLUMNS: Final = ("subsystem", "actor", "action")
 
 
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
 def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
     uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rwc'}"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        # Tampered TEXT need not be UTF-8: decode leniently so checks report it, not crash.
+        conn.text_factory = _lenient_text
         conn.execute("PRAGMA busy_timeout = 10000")
     except sqlite3.Error as e:
         raise LedgerError(f"cannot open ledger database {path}: {e}") from e

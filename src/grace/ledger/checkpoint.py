@@ -87,7 +87,7 @@ class Checkpoint:
             raise ProofError(f"checkpoint tree size {size_text!r} is not a decimal number")
         try:
             root = base64.b64decode(root_text, validate=True)
-        except binascii.Error as e:
+        except ValueError as e:  # binascii.Error, or non-ASCII text
             raise ProofError(f"checkpoint root hash {root_text!r} is not base64") from e
         if len(root) != 32:
             raise ProofError(f"checkpoint root hash is {len(root)} bytes, expected 32")
@@ -168,7 +168,10 @@ class NoteVerifier:
         body, sep, sigs = note.partition("\n\n")
         if not sep:
             return False
-        message = (body + "\n").encode()
+        try:
+            message = (body + "\n").encode()
+        except UnicodeEncodeError:  # undecodable bytes read back from a tampered store
+            return False
         for line in sigs.split("\n"):
             if not line.startswith(_SIG_PREFIX):
                 continue
@@ -177,8 +180,10 @@ class NoteVerifier:
                 continue
             try:
                 blob = base64.b64decode(sig_b64, validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or non-ASCII text
                 return False
+            if base64.b64encode(blob).decode() != sig_b64:
+                return False  # non-canonical base64 (e.g. altered padding bits): not our note
             if len(blob) != 68 or blob[:4] != self._key_id:
                 continue
             try:
