@@ -123,3 +123,13 @@ def test_es6_number_matches_rfc8785_for_any_finite_float(value: float) -> None:
 def test_es6_number_boundaries(value: float) -> None:
     """The layout switch points of ECMAScript's Number::toString agree with rfc8785."""
     assert es6_number(value).encode() == rfc8785.dumps(value)
+
+
+@settings(max_examples=3000)
+@given(
+    st.floats(min_value=1e-4, max_value=1e15, exclude_max=True)
+    | st.floats(min_value=-1e15, max_value=-1e-4, exclude_min=True)
+)
+def test_orjson_passthrough_range_matches_rfc8785(value: float) -> None:
+    """Floats that skip pre-formatting (non-integral, 1e-4 <= |x| < 1e15) still match JCS."""
+    assert canonical_json({"x": value}) == rfc8785.dumps({"x": value})

@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,8 @@ def es6_number(value: float) -> str:
 
 
 _PLAIN, _FLOATS, _SLOW = 0, 1, 2
+_ORJSON_FLOAT_LOW = 1e-4
+_ORJSON_FLOAT_HIGH = 1e15
 
 
 def _classify(value: object) -> int:
@@ -100,6 +103,9 @@ def _classify(value: object) -> int:
                 continue
             return _SLOW
         if t is float:
+            # orjson prints non-integral floats in [1e-4, 1e15) exactly as ECMAScript does.
+            if _ORJSON_FLOAT_LOW <= abs(v) < _ORJSON_FLOAT_HIGH and v != int(v):  # type: ignore[arg-type, call-overload]
+                continue
             if not math.isfinite(v):  # type: ignore[arg-type]
                 return _SLOW
             found = _FLOATS
@@ -118,9 +124,11 @@ def _classify(value: object) -> int:
 
 
 def _with_number_fragments(value: Any) -> Any:
-    """A copy of ``value`` whose floats are pre-serialised the JCS way."""
+    """A copy of ``value`` whose floats orjson would print differently are pre-serialised."""
     t = type(value)
     if t is float:
+        if _ORJSON_FLOAT_LOW <= abs(value) < _ORJSON_FLOAT_HIGH and value != int(value):
+            return value
         return orjson.Fragment(es6_number(value).encode())
     if t is dict:
         return {k: _with_number_fragments(v) for k, v in value.items()}
@@ -163,6 +171,12 @@ def canonical_json(value: Any, *, what: str = "value") -> bytes:
         raise EntryRejected(f"{what} is not JSON-serialisable: {e}") from e
 
 
+@functools.lru_cache(maxsize=4096)
+def _encode_str(value: str) -> bytes:
+    """JCS bytes of a string (actors, actions, subsystems repeat: worth remembering)."""
+    return orjson.dumps(value)
+
+
 def _field(name: str, value: object, *, required: bool) -> bytes:
     if not isinstance(value, str):
         raise EntryRejected(f"entry field {name!r} must be a string, got {type(value).__name__}")
@@ -173,7 +187,7 @@ def _field(name: str, value: object, *, required: bool) -> bytes:
             f"entry field {name!r} is {len(value)} characters; the limit is {_MAX_FIELD_CHARS}"
         )
     try:
-        return orjson.dumps(str(value))
+        return _encode_str(str(value))
     except orjson.JSONEncodeError as e:
         raise EntryRejected(f"entry field {name!r} cannot be encoded as JSON: {e}") from e
 

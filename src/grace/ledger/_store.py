@@ -168,8 +168,8 @@ class SQLiteStore:
 
     # -- writer --------------------------------------------------------------------------
 
-    def load_tree(self) -> tuple[CompactRange, bytes | None, int]:
-        """The tree's growing edge, the last entry hash and the last checkpoint's size."""
+    def load_tree(self) -> tuple[CompactRange, bytes | None]:
+        """The tree's growing edge and the last entry hash."""
         c = self._conn
         size = c.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()[0]
         count = c.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
@@ -184,8 +184,7 @@ class SQLiteStore:
         last = None
         if size:
             last = c.execute("SELECT entry_hash FROM entries WHERE seq = ?", (size,)).fetchone()[0]
-        cp = c.execute("SELECT COALESCE(MAX(tree_size), 0) FROM checkpoints").fetchone()[0]
-        return tree, last, cp
+        return tree, last
 
     def commit(
         self,

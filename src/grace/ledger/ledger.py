@@ -66,7 +66,6 @@ LOCK_FILE: Final = "ledger.lock"
 
 _T = TypeVar("_T")
 _QUERY_FIELDS: Final = ("subsystem", "actor", "action")
-_PIPELINE_MIN_BATCH: Final = 32
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +114,21 @@ class _CheckpointRequest:
         self.future = future
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Sequenced:
+    """A batch made ready to commit: rows, receipts and the state after it."""
+
+    rows: list[tuple[int, bytes, bytes, bytes]]
+    receipts: list[Receipt]
+    checkpoint: Checkpoint | None
+    """The checkpoint to hand to whoever asked for one (None when nobody did)."""
+    checkpoint_row: tuple[int, str, str] | None
+    """A newly signed checkpoint to store with the batch."""
+    tree: CompactRange
+    last_hash_hex: bytes
+    last_ts: str
+
+
 class _WriterState:
     """What only the writer touches: its store and key, the tree edge, the chain head."""
 
@@ -127,14 +141,23 @@ class _WriterState:
         tree: CompactRange,
         last_hash_hex: bytes,
         last_ts: str,
-        last_cp: int,
+        last_checkpoint: Checkpoint,
     ) -> None:
         self.store = store
         self.signer = signer
         self.tree = tree
         self.last_hash_hex = last_hash_hex
         self.last_ts = last_ts
-        self.last_checkpoint = last_cp
+        self.last_checkpoint = last_checkpoint
+
+    def advance(self, work: _Sequenced) -> None:
+        """Move to the state after a committed batch."""
+        self.tree = work.tree
+        self.last_hash_hex = work.last_hash_hex
+        self.last_ts = work.last_ts
+        if work.checkpoint_row is not None and work.checkpoint is not None:
+            self.last_checkpoint = work.checkpoint
+            log.debug("ledger_checkpoint", tree_size=work.checkpoint.tree_size)
 
 
 def _take_lock(path: Path) -> int:
@@ -268,7 +291,13 @@ class Ledger:
             stores.append(reader)
             signer = load_or_create_signing_key(path / KEY_FILE, origin)
             verifier = load_verifier(public_key, name=origin) if public_key else signer.verifier
-            tree, last_hash, last_cp = writer.load_tree()
+            tree, last_hash = writer.load_tree()
+            latest = writer.checkpoints(limit=1)
+            last_cp = (
+                Checkpoint.from_note(latest[0][2])
+                if latest
+                else Checkpoint(origin=origin, tree_size=0, root_hash=merkle.EMPTY_ROOT, note="")
+            )
             last_ts = ""
             if tree.size:
                 raw = writer.get(tree.size)
@@ -405,23 +434,21 @@ class Ledger:
                         async with asyncio.timeout(self._seconds_to_timed_checkpoint()):
                             await self._wakeup.wait()
                     except TimeoutError:
-                        if state.tree.size > state.last_checkpoint:
+                        if state.tree.size > state.last_checkpoint.tree_size:
                             self._pending.append(_CheckpointRequest(None))
                     continue
-                take = min(self.config.max_batch, self._batch_size(len(self._pending)))
-                batch = self._pending[:take]
-                del self._pending[:take]
-                now = self._clock.now()
+                batch = self._pending[: self.config.max_batch]
+                del self._pending[: self.config.max_batch]
+                work = self._sequence(state, batch, self._clock.now())
                 try:
-                    receipts, checkpoint = await loop.run_in_executor(
-                        self._write_pool, self._write_batch, state, batch, now
-                    )
+                    await loop.run_in_executor(self._write_pool, self._commit, state, work)
                 except LedgerError as e:  # nothing of the batch was written; keep going
                     log.error("ledger_write_failed", error=str(e), batch=len(batch))  # noqa: TRY400
                     self._fail(batch, e)
                     batch = []
                     continue
-                self._resolve(batch, receipts, checkpoint)
+                state.advance(work)
+                self._resolve(batch, work.receipts, work.checkpoint)
                 batch = []
         except BaseException as e:
             self._failure = e
@@ -433,18 +460,6 @@ class Ledger:
             self._fail(self._pending, error)
             self._pending.clear()
             raise
-
-    @staticmethod
-    def _batch_size(pending: int) -> int:
-        """How many queued items the next commit takes.
-
-        Small queues go whole. A larger queue is split in two so that one half commits
-        while the event loop hands out the other half's receipts and its callers append
-        again: the loop and the disk then work at the same time instead of taking turns.
-        """
-        if pending < 2 * _PIPELINE_MIN_BATCH:
-            return pending
-        return (pending + 1) // 2
 
     @staticmethod
     def _resolve(
@@ -470,12 +485,12 @@ class Ledger:
             if item.future is not None and not item.future.done():
                 item.future.set_exception(error)
 
-    def _write_batch(
+    def _sequence(
         self, state: _WriterState, batch: list[_Append | _CheckpointRequest], now: _dt.datetime
-    ) -> tuple[list[Receipt], Checkpoint | None]:
-        """Sequence, hash and commit a batch (runs on the writer thread).
+    ) -> _Sequenced:
+        """Assign seq, prev_hash and timestamp, hash, extend the tree, sign if due.
 
-        Returns the receipts in batch order, and the checkpoint when one was due or asked for.
+        Pure CPU work on the event loop; ``state`` is not touched until the commit succeeds.
         """
         ts_text = max(format_timestamp(now), state.last_ts)
         ts = ts_text.encode()
@@ -499,26 +514,26 @@ class Ledger:
             receipts.append(Receipt(seq=seq, entry_hash=prev_hex.decode(), timestamp=when))
         size = tree.size
         every = self.config.checkpoint_every
-        if every and size - state.last_checkpoint >= every:
+        if every and size - state.last_checkpoint.tree_size >= every:
             want_checkpoint = True
-        checkpoint: Checkpoint | None = None
+        checkpoint = state.last_checkpoint
         cp_row: tuple[int, str, str] | None = None
-        if want_checkpoint:
-            if size == state.last_checkpoint:  # nothing new: hand out the stored one
-                row = state.store.checkpoint_at_least(size)
-                if row is not None and row[0] == size:
-                    checkpoint = Checkpoint.from_note(row[2])
-            if checkpoint is None:
-                checkpoint = state.signer.sign_checkpoint(size, tree.root())
-                cp_row = (size, ts_text, checkpoint.note)
-        state.store.commit(rows, cp_row)
-        state.tree = tree
-        state.last_hash_hex = prev_hex
-        state.last_ts = ts_text
-        if cp_row is not None:
-            state.last_checkpoint = size
-            log.debug("ledger_checkpoint", tree_size=size, origin=self.origin)
-        return receipts, checkpoint
+        if want_checkpoint and (size != checkpoint.tree_size or not checkpoint.note):
+            checkpoint = state.signer.sign_checkpoint(size, tree.root())
+            cp_row = (size, ts_text, checkpoint.note)
+        return _Sequenced(
+            rows=rows,
+            receipts=receipts,
+            checkpoint=checkpoint if want_checkpoint else None,
+            checkpoint_row=cp_row,
+            tree=tree,
+            last_hash_hex=prev_hex,
+            last_ts=ts_text,
+        )
+
+    def _commit(self, state: _WriterState, work: _Sequenced) -> None:
+        """Write a sequenced batch (on the writer thread)."""
+        state.store.commit(work.rows, work.checkpoint_row)
 
     # -- reading -------------------------------------------------------------------------
 
