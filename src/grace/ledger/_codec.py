@@ -19,8 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import rfc8785
@@ -192,8 +191,7 @@ def _field(name: str, value: object, *, required: bool) -> bytes:
         raise EntryRejected(f"entry field {name!r} cannot be encoded as JSON: {e}") from e
 
 
-@dataclass(frozen=True, slots=True)
-class EntryTemplate:
+class EntryTemplate(NamedTuple):
     """An entry's canonical bytes minus ``prev_hash``, ``seq`` and ``timestamp``.
 
     ``head`` ends just inside the ``prev_hash`` string, ``mid`` runs to the ``seq`` number,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -14,9 +14,11 @@ from grace.ledger._codec import parse_timestamp
 __all__ = ["Entry", "EntryPage", "Receipt", "VerifyReport"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Receipt:
-    """Proof of a durable append: returned only after the entry's transaction committed."""
+class Receipt(NamedTuple):
+    """Proof of a durable append: returned only after the entry's transaction committed.
+
+    A named tuple rather than a dataclass: one is built per append on the hot path.
+    """
 
     seq: int
     entry_hash: str
