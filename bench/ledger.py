@@ -646,7 +646,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
     if a.quick:
         plan = Plan({1: 300, 16: 3_000, 64: 6_400}, 20_000, 50_000, 500, a.in_flight, 1)
     else:
-        plan = Plan({1: 2_000, 16: 20_000, 64: 51_200}, 200_000, 1_000_000, 2_000, a.in_flight, 3)
+        plan = Plan({1: 2_000, 16: 20_000, 64: 51_200}, 1_000_000, 1_000_000, 2_000, a.in_flight, 3)
     plan = Plan(
         append_counts=plan.append_counts,
         verify_entries=a.verify_entries or plan.verify_entries,

@@ -705,17 +705,24 @@ class Ledger:
         """Recompute and check every entry hash, chain link, Merkle node, root and checkpoint."""
         if self._closed:
             raise LedgerError("the ledger is closed")
+        db_path = self.data_dir / DB_FILE
 
         def run() -> VerifyReport:
             store, _ = SQLiteStore.open(
-                self.data_dir / DB_FILE,
+                db_path,
                 read_only=True,
                 create=False,
                 synchronous=self.config.synchronous,
                 origin=None,
             )
             try:
-                return verify_connection(store.connection, self.verifier, self.origin, progress)
+                return verify_connection(
+                    store.connection,
+                    str(db_path),
+                    self.verifier,
+                    self.origin,
+                    progress,
+                )
             finally:
                 store.close()
 
