@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,72 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "no ledger at nothing-here" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.fixture(scope="module")
+def signed_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A closed 20-entry ledger whose last checkpoint covers all 20 entries."""
+    import asyncio
+
+    from grace.ledger import Ledger
+
+    path = tmp_path_factory.mktemp("signed") / "data"
+
+    async def build() -> None:
+        async with await Ledger.open(path) as ledger:
+            for i in range(20):
+                await ledger.append(subsystem="s", actor="a", action="x", payload={"i": i})
+            await ledger.checkpoint()
+
+    asyncio.run(build())
+    return path
+
+
+def _swap(db: sqlite3.Connection, a: int, b: int) -> None:
+    rows = {
+        s: db.execute("SELECT entry, entry_hash, nodes FROM entries WHERE seq = ?", (s,)).fetchone()
+        for s in (a, b)
+    }
+    db.execute("UPDATE entries SET entry=?, entry_hash=?, nodes=? WHERE seq=?", (*rows[b], a))
+    db.execute("UPDATE entries SET entry=?, entry_hash=?, nodes=? WHERE seq=?", (*rows[a], b))
+
+
+Tamper = Callable[[sqlite3.Connection], object]
+TAMPERS: dict[str, tuple[Tamper, int]] = {
+    "modified": (
+        lambda db: db.execute("UPDATE entries SET entry_hash = zeroblob(32) WHERE seq = 7"),
+        7,
+    ),
+    "deleted": (lambda db: db.execute("DELETE FROM entries WHERE seq = 12"), 12),
+    "inserted": (
+        lambda db: db.execute(
+            "INSERT INTO entries(seq, entry, entry_hash, nodes) "
+            "SELECT 21, entry, entry_hash, nodes FROM entries WHERE seq = 3"
+        ),
+        21,
+    ),
+    "reordered": (lambda db: _swap(db, 4, 9), 4),
+    "truncated": (lambda db: db.execute("DELETE FROM entries WHERE seq > 15"), 16),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TAMPERS))
+def test_audit_verify_names_the_first_bad_seq_for_each_tamper(
+    signed_ledger: Path, tmp_path: Path, kind: str
+) -> None:
+    """Modified, deleted, inserted, reordered and truncated rows each make verify exit 1."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(signed_ledger, data)
+    tamper, first_bad = TAMPERS[kind]
+    db = sqlite3.connect(data / "ledger.db")
+    with db:
+        tamper(db)
+    db.close()
+    done = grace("audit", "verify", "-d", "data", "--json", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["valid"] is False
+    assert report["first_bad_seq"] == first_bad
+    assert report["reason"]
