@@ -170,15 +170,8 @@ def canonical_json(value: Any, *, what: str = "value") -> bytes:
         raise EntryRejected(f"{what} is not JSON-serialisable: {e}") from e
 
 
-@functools.lru_cache(maxsize=4096)
-def _encode_str(value: str) -> bytes:
-    """JCS bytes of a string (actors, actions, subsystems repeat: worth remembering)."""
-    return orjson.dumps(value)
-
-
-def _field(name: str, value: object, *, required: bool) -> bytes:
-    if not isinstance(value, str):
-        raise EntryRejected(f"entry field {name!r} must be a string, got {type(value).__name__}")
+def _field(name: str, value: str, *, required: bool) -> bytes:
+    """JCS bytes of one string field, validated."""
     if required and not value:
         raise EntryRejected(f"entry field {name!r} must not be empty")
     if len(value) > _MAX_FIELD_CHARS:
@@ -186,21 +179,55 @@ def _field(name: str, value: object, *, required: bool) -> bytes:
             f"entry field {name!r} is {len(value)} characters; the limit is {_MAX_FIELD_CHARS}"
         )
     try:
-        return _encode_str(str(value))
+        return orjson.dumps(str(value))
     except orjson.JSONEncodeError as e:
         raise EntryRejected(f"entry field {name!r} cannot be encoded as JSON: {e}") from e
+
+
+# Actors, actions and subsystems repeat: the canonical bytes around the payload are
+# remembered per combination (validation errors are raised, never cached).
+@functools.lru_cache(maxsize=4096)
+def _prefix(action: str, actor: str) -> bytes:
+    return b"".join(
+        (
+            b'{"action":',
+            _field("action", action, required=True),
+            b',"actor":',
+            _field("actor", actor, required=True),
+            b',"payload":',
+        )
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _middle(resource: str, result: str) -> bytes:
+    return b"".join(
+        (
+            b'","resource":',
+            _field("resource", resource, required=False),
+            b',"result":',
+            _field("result", result, required=False),
+            b',"seq":',
+        )
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _suffix(subsystem: str) -> bytes:
+    return b',"subsystem":' + _field("subsystem", subsystem, required=True) + b',"timestamp":"'
 
 
 class EntryTemplate(NamedTuple):
     """An entry's canonical bytes minus ``prev_hash``, ``seq`` and ``timestamp``.
 
-    ``head`` ends just inside the ``prev_hash`` string, ``mid`` runs to the ``seq`` number,
-    ``tail`` ends just inside the ``timestamp`` string.
+    The entry is ``prefix + payload + ',"prev_hash":"' + <hex> + middle + <seq> + suffix
+    + <timestamp> + '"}'`` — members in JCS key order (RFC 8785 §3.2.3), all keys ASCII.
     """
 
-    head: bytes
-    mid: bytes
-    tail: bytes
+    prefix: bytes
+    payload: bytes
+    middle: bytes
+    suffix: bytes
 
 
 def encode_template(
@@ -214,6 +241,17 @@ def encode_template(
     max_payload_bytes: int,
 ) -> EntryTemplate:
     """Validate and canonicalise the caller-supplied fields of an entry."""
+    for name, value in (
+        ("subsystem", subsystem),
+        ("actor", actor),
+        ("action", action),
+        ("resource", resource),
+        ("result", result),
+    ):
+        if not isinstance(value, str):
+            raise EntryRejected(
+                f"entry field {name!r} must be a string, got {type(value).__name__}"
+            )
     if not isinstance(payload, dict):
         raise EntryRejected(f"payload must be a JSON object (dict), got {type(payload).__name__}")
     body = canonical_json(payload, what="payload")
@@ -221,27 +259,26 @@ def encode_template(
         raise EntryRejected(
             f"payload is {len(body)} bytes as canonical JSON; the limit is {max_payload_bytes}"
         )
-    # Member order is JCS key order (RFC 8785 §3.2.3); all keys are ASCII.
     return EntryTemplate(
-        head=b'{"action":'
-        + _field("action", action, required=True)
-        + b',"actor":'
-        + _field("actor", actor, required=True)
-        + b',"payload":'
-        + body
-        + b',"prev_hash":"',
-        mid=b'","resource":'
-        + _field("resource", resource, required=False)
-        + b',"result":'
-        + _field("result", result, required=False)
-        + b',"seq":',
-        tail=b',"subsystem":' + _field("subsystem", subsystem, required=True) + b',"timestamp":"',
+        _prefix(action, actor), body, _middle(resource, result), _suffix(subsystem)
     )
 
 
 def splice(t: EntryTemplate, prev_hash_hex: bytes, seq: int, timestamp: bytes) -> bytes:
     """The full canonical entry bytes."""
-    return b"".join((t.head, prev_hash_hex, t.mid, str(seq).encode(), t.tail, timestamp, b'"}'))
+    return b"".join(
+        (
+            t.prefix,
+            t.payload,
+            b',"prev_hash":"',
+            prev_hash_hex,
+            t.middle,
+            str(seq).encode(),
+            t.suffix,
+            timestamp,
+            b'"}',
+        )
+    )
 
 
 def format_timestamp(when: _dt.datetime) -> str:
