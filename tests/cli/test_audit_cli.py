@@ -210,3 +210,28 @@ def test_audit_verify_names_the_first_bad_seq_for_each_tamper(
     assert report["valid"] is False
     assert report["first_bad_seq"] == first_bad
     assert report["reason"]
+
+
+def test_second_writer_process_is_refused_while_readers_work(tmp_path: Path) -> None:
+    """With a writer open, `audit checkpoint` in another process fails clearly; `verify` works."""
+    import asyncio
+
+    from grace.ledger import Ledger
+
+    async def scenario() -> tuple[subprocess.CompletedProcess[str], ...]:
+        async with await Ledger.open(tmp_path / "data") as ledger:
+            await ledger.append(subsystem="s", actor="a", action="x")
+            await ledger.checkpoint()
+            return await asyncio.gather(
+                asyncio.to_thread(grace, "audit", "checkpoint", "-d", "data", cwd=tmp_path),
+                asyncio.to_thread(grace, "audit", "verify", "-d", "data", cwd=tmp_path),
+                asyncio.to_thread(grace, "audit", "checkpoints", "-d", "data", cwd=tmp_path),
+            )
+
+    writer, reader, listing = asyncio.run(scenario())
+    assert writer.returncode == 2
+    assert f"open for writing by another process (pid {os.getpid()})" in writer.stderr
+    assert reader.returncode == 0, reader.stderr
+    assert "valid" in reader.stdout
+    assert listing.returncode == 0
+    assert "│         1 │" in listing.stdout

@@ -231,6 +231,29 @@ def checkpoint_cmd(ctx: typer.Context, data_dir: DataDirOption = None) -> None:
     typer.echo(run(go()), nl=False)
 
 
+@audit_app.command("checkpoints")
+def checkpoints_cmd(
+    ctx: typer.Context,
+    n: Annotated[int, typer.Option("-n", "--limit", min=1, help="How many, newest first.")] = 10,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List the stored signed checkpoints, newest first."""
+
+    async def go() -> list[tuple[int, str]]:
+        ledger = await _open(ctx, data_dir)
+        try:
+            return [(cp.tree_size, cp.root_hash.hex()) for cp in await ledger.checkpoints(n)]
+        finally:
+            await ledger.close()
+
+    table = Table()
+    table.add_column("tree size", justify="right", no_wrap=True)
+    table.add_column("root hash", no_wrap=True)
+    for size, root in run(go()):
+        table.add_row(str(size), root)
+    out.print(table)
+
+
 @audit_app.command("verify-proof")
 def verify_proof_cmd(
     bundle_path: Annotated[
