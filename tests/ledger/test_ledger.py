@@ -288,3 +288,44 @@ async def test_close_commits_appends_already_queued(tmp_path: Path) -> None:
     await ledger.close()
     receipts = await asyncio.gather(*tasks)
     assert sorted(r.seq for r in receipts) == list(range(1, 21))
+
+
+async def test_failed_commit_fails_its_callers_and_writes_nothing(tmp_path: Path) -> None:
+    """A commit that SQLite refuses raises LedgerError to each caller; no receipt is faked."""
+    import sqlite3
+
+    async with await Ledger.open(tmp_path) as ledger:
+        await ledger.append(subsystem="s", actor="a", action="x")
+        intruder = sqlite3.connect(tmp_path / "ledger.db")
+        with intruder:  # someone else takes seq 2 behind the writer's back
+            intruder.execute(
+                "INSERT INTO entries(seq, entry, entry_hash, nodes) VALUES (2, x'7b7d', x'00', x'')"
+            )
+        intruder.close()
+        results = await asyncio.gather(
+            *(ledger.append(subsystem="s", actor="a", action="x") for _ in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, LedgerError) for r in results)
+        assert "nothing was appended" in str(results[0])
+        assert await ledger.size() == 1
+
+
+async def test_writer_crash_fails_callers_and_later_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the writer itself breaks, pending and later appends fail; close() still works."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    ledger = await Ledger.open(tmp_path)
+    monkeypatch.setattr(ledger, "_sequence", broken)
+    with pytest.raises(LedgerError, match="writer stopped"):
+        await ledger.append(subsystem="s", actor="a", action="x")
+    with pytest.raises(LedgerError, match="writer stopped"):
+        await ledger.append(subsystem="s", actor="a", action="x")
+    await ledger.close()
+    async with await Ledger.open(tmp_path) as reopened:
+        assert await reopened.size() == 0
+        assert (await reopened.verify()).valid

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import contextlib
 import datetime as _dt
 import fcntl
 import hashlib
@@ -339,9 +338,11 @@ class Ledger:
             return
         self._closing = True
         self._wakeup.set()
-        if self._writer_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._writer_task)
+        task = self._writer_task
+        if task is not None:
+            await asyncio.wait([task])  # drains the queue; our own cancellation propagates
+            if not task.cancelled() and task.exception() is not None:
+                log.error("ledger_writer_failed", error=repr(task.exception()))
         self._closed = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._read_pool, self._reader.close)
