@@ -5,18 +5,22 @@ its own subtree so callers can catch exactly what they can handle::
 
     GraceError
     ├── ConfigError            settings or configuration files are invalid
-    └── LedgerError            the audit ledger refused an operation or is unusable
-        ├── EntryRejected      an entry was not appended (bad payload, size, field); nothing written
-        ├── LedgerLocked       another process holds the ledger open for writing
-        ├── LedgerFormatError  the data directory holds something that is not a Grace ledger
-        ├── KeyFileError       the checkpoint signing key is missing, unreadable or too exposed
-        └── ProofError         a proof bundle or checkpoint could not be parsed
+    │   └── MeshConfigError    the trigger mesh routing file is invalid (names file and key)
+    ├── LedgerError            the audit ledger refused an operation or is unusable
+    │   ├── EntryRejected      an entry was not appended (bad payload, size, field); nothing written
+    │   ├── LedgerLocked       another process holds the ledger open for writing
+    │   ├── LedgerFormatError  the data directory holds something that is not a Grace ledger
+    │   ├── KeyFileError       the checkpoint signing key is missing, unreadable or too exposed
+    │   └── ProofError         a proof bundle or checkpoint could not be parsed
+    └── MeshError              the trigger mesh refused an event, a subject or a pattern
+        ├── PatternError       a subject or subscription pattern is malformed (names the problem)
+        └── EventError         an event or its CloudEvents form is malformed (names the attribute)
 
 A *denial* is never an exception: security decisions return values. An exception means
 "could not decide", and the enforcement point turns it into a denial.
 
-Foreign exceptions (``sqlite3``, ``cryptography``, ``rfc8785``) are wrapped once, at the
-adapter that calls them, with ``raise ... from e``.
+Foreign exceptions (``sqlite3``, ``cryptography``, ``rfc8785``, ``orjson``) are wrapped
+once, at the adapter that calls them, with ``raise ... from e``.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "EntryRejected",
+    "EventError",
     "GraceError",
     "KeyFileError",
     "LedgerError",
     "LedgerFormatError",
     "LedgerLocked",
+    "MeshConfigError",
+    "MeshError",
+    "PatternError",
     "ProofError",
 ]
 
@@ -39,6 +47,10 @@ class GraceError(Exception):
 
 class ConfigError(GraceError):
     """Settings or a configuration file are invalid; the message names the key and the problem."""
+
+
+class MeshConfigError(ConfigError):
+    """The trigger mesh routing file is invalid; the message names the file, key and problem."""
 
 
 class LedgerError(GraceError):
@@ -63,3 +75,15 @@ class KeyFileError(LedgerError):
 
 class ProofError(LedgerError):
     """A proof bundle, checkpoint note or public key could not be parsed."""
+
+
+class MeshError(GraceError):
+    """The trigger mesh refused an event, a subject or a subscription pattern."""
+
+
+class PatternError(MeshError):
+    """A subject or subscription pattern is malformed; the message names it and the problem."""
+
+
+class EventError(MeshError):
+    """An event, or its CloudEvents JSON form, is malformed; the message names the attribute."""

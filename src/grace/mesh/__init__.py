@@ -1,0 +1,1 @@
+"""The trigger mesh: events, routing, transports."""

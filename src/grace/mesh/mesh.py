@@ -1,0 +1,594 @@
+"""The trigger mesh: validated, identity-bound, prioritised event routing.
+
+``emit`` runs one pipeline for every event, in this order, and stops at the first "no":
+
+1. the event type is declared in the routing config, its payload is a JSON object within
+   the size limit (else :class:`~grace.errors.EventError`: bad input, nothing routed);
+2. the publisher — the identity bound to the :class:`Publisher` handle, never the
+   event's self-declared ``source`` — is listed for the event type;
+3. its trust score meets the event's minimum (scorer missing, failing or slow ⇒ blocked);
+4. the constitutional validator approves, when the event requires it (validator missing,
+   failing or slow ⇒ blocked);
+5. audit events are appended to the ledger (append failing ⇒ blocked: an audit event is
+   never routed unrecorded);
+6. the event is queued: priority events in their own lane, which overtakes.
+
+A blocked event is a return value (:class:`EmitResult`), counted by reason, audited when
+an audit sink is set, and never delivered. Workers take events off the queue and call every
+matching handler concurrently, each with a timeout and bounded retries with backoff; a
+delivery that fails every attempt becomes a dead letter and raises an alert event, which
+goes through this same pipeline as the mesh's own publisher identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+import orjson
+import structlog
+
+from grace.errors import EventError, MeshError
+from grace.ledger.audit import AuditSink
+from grace.mesh.config import MeshConfig
+from grace.mesh.deadletter import DeadLetter, DeadLetterStore
+from grace.mesh.event import EventPriority, TriggerEvent
+from grace.mesh.patterns import SubjectTrie, validate_pattern
+from grace.mesh.queue import EventQueue, QueueClosed
+from grace.types import Clock
+
+__all__ = [
+    "ANONYMOUS",
+    "MESH_COMPONENT",
+    "BlockReason",
+    "EmitResult",
+    "GovernanceValidator",
+    "Handler",
+    "MeshSettings",
+    "Publisher",
+    "Subscription",
+    "TriggerMesh",
+    "TrustScorer",
+]
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[TriggerEvent], Awaitable[None]]
+TrustScorer = Callable[[str], Awaitable[float]]
+"""``await scorer(component_id)`` → trust in [0, 1]."""
+GovernanceValidator = Callable[[TriggerEvent], Awaitable[bool]]
+"""``await validator(event)`` → True when the event is constitutionally acceptable."""
+
+ANONYMOUS: Final = "anonymous"
+"""The source given to events emitted without a publisher handle."""
+MESH_COMPONENT: Final = "mesh"
+"""The mesh's own publisher identity (alert events)."""
+ALERT_EVENT: Final = "component.error"
+
+
+class BlockReason(StrEnum):
+    """Why an event was not routed."""
+
+    UNLISTED_PUBLISHER = "unlisted_publisher"
+    LOW_TRUST = "low_trust"
+    TRUST_UNAVAILABLE = "trust_unavailable"
+    CONSTITUTIONAL = "constitutional"
+    VALIDATOR_UNAVAILABLE = "validator_unavailable"
+    AUDIT_FAILED = "audit_failed"
+    QUEUE_FULL = "queue_full"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmitResult:
+    """What happened to an emitted event."""
+
+    event: TriggerEvent
+    routed: bool
+    reason: BlockReason | None = None
+    detail: str = ""
+
+    def __bool__(self) -> bool:
+        return self.routed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeshSettings:
+    """Limits and timings of a mesh (built from ``GraceSettings`` at boot)."""
+
+    queue_capacity: int = 10_000
+    workers: int = 4
+    handler_timeout_s: float = 5.0
+    max_attempts: int = 3
+    backoff_s: float = 0.05
+    validation_timeout_s: float = 2.0
+    max_payload_bytes: int = 256 * 1024
+    dead_letter_capacity: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("queue_capacity", "workers", "max_attempts", "max_payload_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"mesh {name} must be at least 1")
+        for name in ("handler_timeout_s", "validation_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"mesh {name} must be positive")
+        if self.backoff_s < 0:
+            raise ValueError("mesh backoff_s must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    name: str
+    handler: Handler
+
+
+class Subscription:
+    """A pattern subscription; :meth:`cancel` stops deliveries."""
+
+    __slots__ = ("_mesh", "pattern", "target")
+
+    def __init__(self, mesh: TriggerMesh, pattern: str, target: _Target) -> None:
+        self._mesh = mesh
+        self.pattern = pattern
+        self.target = target
+
+    def cancel(self) -> bool:
+        """Unsubscribe; False if already cancelled."""
+        return self._mesh._unsubscribe(self)
+
+
+class Publisher:
+    """An emitting handle bound to one registered component identity.
+
+    Every event it emits carries ``source = component_id``, whatever the caller passes.
+    """
+
+    __slots__ = ("_mesh", "component_id")
+
+    def __init__(self, mesh: TriggerMesh, component_id: str) -> None:
+        self._mesh = mesh
+        self.component_id = component_id
+
+    def event(
+        self,
+        event_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
+        resource: str = "",
+        priority: EventPriority = EventPriority.NORMAL,
+        requires_validation: bool = False,
+        caused_by: TriggerEvent | None = None,
+    ) -> TriggerEvent:
+        """Build an event from this component (not yet emitted)."""
+        payload = dict(payload or {})
+        if caused_by is not None:
+            return caused_by.child(
+                event_type, source=self.component_id, payload=payload, clock=self._mesh.clock
+            )
+        return TriggerEvent.create(
+            event_type,
+            source=self.component_id,
+            actor=actor or self.component_id,
+            resource=resource,
+            payload=payload,
+            priority=priority,
+            requires_validation=requires_validation,
+            clock=self._mesh.clock,
+        )
+
+    async def emit(
+        self, event_or_type: TriggerEvent | str, payload: Mapping[str, Any] | None = None, **kw: Any
+    ) -> EmitResult:
+        """Validate and route an event (waits when the queue is full)."""
+        event = (
+            self.event(event_or_type, payload, **kw)
+            if isinstance(event_or_type, str)
+            else event_or_type
+        )
+        return await self._mesh._emit(event, self.component_id, wait=True)
+
+    async def try_emit(
+        self, event_or_type: TriggerEvent | str, payload: Mapping[str, Any] | None = None, **kw: Any
+    ) -> EmitResult:
+        """Like :meth:`emit`, but a full queue blocks the event (reason ``queue_full``)."""
+        event = (
+            self.event(event_or_type, payload, **kw)
+            if isinstance(event_or_type, str)
+            else event_or_type
+        )
+        return await self._mesh._emit(event, self.component_id, wait=False)
+
+
+class TriggerMesh:
+    """Routes events between Grace's components (in-memory transport)."""
+
+    def __init__(
+        self,
+        config: MeshConfig,
+        *,
+        clock: Clock,
+        settings: MeshSettings | None = None,
+        audit: AuditSink | None = None,
+    ) -> None:
+        self.clock = clock
+        self.settings = settings or MeshSettings()
+        self._config = config
+        self._audit = audit
+        self._trust: TrustScorer | None = None
+        self._validator: GovernanceValidator | None = None
+        self._publishers: dict[str, Publisher] = {}
+        self._components: dict[str, list[Handler]] = {}
+        self._patterns: SubjectTrie[_Target] = SubjectTrie()
+        self._subscriptions: set[Subscription] = set()
+        self._routes: dict[str, tuple[_Target, ...]] = {}
+        self._queue: EventQueue[TriggerEvent] = EventQueue(self.settings.queue_capacity)
+        self.dead_letters = DeadLetterStore(self.settings.dead_letter_capacity)
+        self._workers: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._stopping = False
+        self._routed = 0
+        self._validated = 0
+        self._delivered = 0
+        self._blocked_counts: Counter[str] = Counter()
+        self._mesh_publisher = self.publisher(MESH_COMPONENT)
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def config(self) -> MeshConfig:
+        """The routing configuration in force."""
+        return self._config
+
+    def load_config(self, config: MeshConfig) -> None:
+        """Replace the routing configuration (routes are recomputed)."""
+        self._config = config
+        self._routes.clear()
+
+    def set_trust_scorer(self, scorer: TrustScorer | None) -> None:
+        """Where publisher trust comes from; without one, trust-gated events are blocked."""
+        self._trust = scorer
+
+    def set_governance_validator(self, validator: GovernanceValidator | None) -> None:
+        """The constitutional check; without one, events that need it are blocked."""
+        self._validator = validator
+
+    def publisher(self, component_id: str) -> Publisher:
+        """Issue the emitting handle for a component identity (once per identity).
+
+        Handles are capabilities: the composition root hands each component its own, and a
+        second request for the same identity is refused so no one can take over another's.
+        """
+        if not component_id or component_id == ANONYMOUS:
+            raise MeshError(f"{component_id!r} cannot be a publisher identity")
+        if component_id in self._publishers:
+            raise MeshError(f"publisher identity {component_id!r} was already issued")
+        handle = Publisher(self, component_id)
+        self._publishers[component_id] = handle
+        return handle
+
+    def register_component_handler(self, component_id: str, handler: Handler) -> None:
+        """Deliver to ``handler`` every event whose config lists ``component_id`` (or its
+        subscriber group) as a subscriber."""
+        self._components.setdefault(component_id, []).append(handler)
+        self._routes.clear()
+
+    def subscribe(self, pattern: str, handler: Handler, *, name: str | None = None) -> Subscription:
+        """Deliver every routed event whose type matches ``pattern`` (``*`` one token,
+        ``>`` the rest) to ``handler``."""
+        validate_pattern(pattern)
+        target = _Target(name or f"subscription:{pattern}", handler)
+        sub = Subscription(self, pattern, target)
+        self._patterns.add(pattern, target)
+        self._subscriptions.add(sub)
+        self._routes.clear()
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> bool:
+        if sub not in self._subscriptions:
+            return False
+        self._subscriptions.discard(sub)
+        self._patterns.remove(sub.pattern, sub.target)
+        self._routes.clear()
+        return True
+
+    def _targets(self, event_type: str) -> tuple[_Target, ...]:
+        cached = self._routes.get(event_type)
+        if cached is not None:
+            return cached
+        spec = self._config.spec(event_type)
+        targets: list[_Target] = []
+        if spec is not None:
+            for component in self._config.subscribers_of(event_type):
+                targets.extend(_Target(component, h) for h in self._components.get(component, ()))
+        targets.extend(self._patterns.match(event_type))
+        result = tuple(targets)
+        self._routes[event_type] = result
+        return result
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the dispatch workers (they belong to this mesh until :meth:`stop`)."""
+        if self._started:
+            return
+        self._started = True
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"grace-mesh-worker-{i}")
+            for i in range(self.settings.workers)
+        ]
+
+    async def stop(self) -> None:
+        """Stop accepting events, deliver everything queued, then stop the workers."""
+        self._stopping = True
+        self._queue.close()
+        if self._workers:
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._workers = []
+        self._started = False
+
+    # -- emitting ------------------------------------------------------------------------
+
+    async def emit(self, event: TriggerEvent) -> EmitResult:
+        """The seed's ``emit`` for callers without a publisher handle.
+
+        Such an event has no verified identity: its ``source`` becomes ``anonymous``, so
+        only event types open to any publisher get through.
+        """
+        return await self._emit(event, ANONYMOUS, wait=True)
+
+    async def publish(
+        self, event_type: str, payload: Mapping[str, Any] | None = None, *, actor: str = ANONYMOUS
+    ) -> EmitResult:
+        """The seed's ``publish(event_type, payload)`` — anonymous, like :meth:`emit`."""
+        event = TriggerEvent.create(
+            event_type, source=ANONYMOUS, actor=actor, payload=dict(payload or {}), clock=self.clock
+        )
+        return await self._emit(event, ANONYMOUS, wait=True)
+
+    def _check_payload(self, event: TriggerEvent) -> None:
+        try:
+            size = len(orjson.dumps(event.payload))
+        except (orjson.JSONEncodeError, TypeError) as e:
+            raise EventError(f"event {event.event_type!r}: payload is not JSON: {e}") from e
+        if size > self.settings.max_payload_bytes:
+            raise EventError(
+                f"event {event.event_type!r}: payload is {size} bytes; the limit is "
+                f"{self.settings.max_payload_bytes}"
+            )
+
+    async def _emit(self, event: TriggerEvent, publisher: str, *, wait: bool) -> EmitResult:
+        spec = self._config.spec(event.event_type)
+        if spec is None:
+            raise EventError(f"event type {event.event_type!r} is not declared in the mesh config")
+        self._check_payload(event)
+        if event.source != publisher:
+            event = event.with_source(publisher)
+        if self._stopping:
+            return self._block(event, BlockReason.STOPPED, "the mesh is stopping")
+        if not self._config.may_publish(event.event_type, publisher):
+            return await self._blocked(
+                event,
+                BlockReason.UNLISTED_PUBLISHER,
+                f"{publisher!r} is not a listed publisher of {event.event_type!r}",
+            )
+        minimum = self._config.min_trust(event.event_type)
+        if minimum > 0:
+            verdict = await self._check_trust(event, publisher, minimum)
+            if verdict is not None:
+                return verdict
+        if spec.requires_constitutional_validation or event.requires_validation:
+            verdict = await self._check_constitution(event)
+            if verdict is not None:
+                return verdict
+        if self._config.is_audit(event.event_type) and self._audit is not None:
+            try:
+                await self._audit.append(
+                    subsystem="mesh",
+                    actor=publisher,
+                    action=event.event_type,
+                    resource=event.resource,
+                    result="routed",
+                    payload={
+                        "event_id": event.event_id,
+                        "actor": event.actor,
+                        "data": event.payload,
+                    },
+                )
+            except Exception as e:  # noqa: BLE001 - any failure to record blocks the event
+                return self._block(event, BlockReason.AUDIT_FAILED, f"ledger append failed: {e}")
+        priority = (
+            self._config.is_priority(event.event_type) or event.priority != EventPriority.NORMAL
+        )
+        if wait:
+            try:
+                await self._queue.put(event, priority=priority)
+            except QueueClosed:
+                return self._block(event, BlockReason.STOPPED, "the mesh is stopping")
+        elif not self._queue.put_nowait(event, priority=priority):
+            return self._block(event, BlockReason.QUEUE_FULL, "the event queue is full")
+        self._routed += 1
+        return EmitResult(event=event, routed=True)
+
+    async def _check_trust(
+        self, event: TriggerEvent, publisher: str, minimum: float
+    ) -> EmitResult | None:
+        scorer = self._trust
+        if scorer is None:
+            return await self._blocked(
+                event, BlockReason.TRUST_UNAVAILABLE, "no trust scorer is set (fail closed)"
+            )
+        try:
+            async with asyncio.timeout(self.settings.validation_timeout_s):
+                score = float(await scorer(publisher))
+        except Exception as e:  # noqa: BLE001 - any failure to score is a denial
+            return await self._blocked(
+                event, BlockReason.TRUST_UNAVAILABLE, f"trust scorer failed: {e!r}"
+            )
+        if not 0.0 <= score <= 1.0 or score < minimum:
+            return await self._blocked(
+                event,
+                BlockReason.LOW_TRUST,
+                f"trust {score:.3f} of {publisher!r} is below {minimum:.3f}",
+            )
+        return None
+
+    async def _check_constitution(self, event: TriggerEvent) -> EmitResult | None:
+        validator = self._validator
+        if validator is None:
+            return await self._blocked(
+                event, BlockReason.VALIDATOR_UNAVAILABLE, "no constitutional validator is set"
+            )
+        try:
+            async with asyncio.timeout(self.settings.validation_timeout_s):
+                approved = await validator(event)
+        except Exception as e:  # noqa: BLE001 - any failure to validate is a denial
+            return await self._blocked(
+                event, BlockReason.VALIDATOR_UNAVAILABLE, f"validator failed: {e!r}"
+            )
+        self._validated += 1
+        if approved is not True:
+            return await self._blocked(
+                event, BlockReason.CONSTITUTIONAL, "the constitutional validator refused it"
+            )
+        return None
+
+    def _block(self, event: TriggerEvent, reason: BlockReason, detail: str) -> EmitResult:
+        self._blocked_counts[reason] += 1
+        log.info(
+            "mesh_event_blocked",
+            event_type=event.event_type,
+            source=event.source,
+            reason=str(reason),
+            detail=detail,
+        )
+        return EmitResult(event=event, routed=False, reason=reason, detail=detail)
+
+    async def _blocked(self, event: TriggerEvent, reason: BlockReason, detail: str) -> EmitResult:
+        """Block, and record the refusal in the ledger when there is one."""
+        result = self._block(event, reason, detail)
+        if self._audit is not None:
+            with contextlib.suppress(Exception):  # the event is blocked either way
+                await self._audit.append(
+                    subsystem="mesh",
+                    actor=event.source,
+                    action=event.event_type,
+                    resource=event.resource,
+                    result=f"blocked:{reason}",
+                    payload={"event_id": event.event_id, "detail": detail},
+                )
+        return result
+
+    # -- dispatching ---------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            try:
+                event = await self._queue.get()
+            except QueueClosed:
+                return
+            await self._deliver(event, self._targets(event.event_type))
+
+    async def _deliver(self, event: TriggerEvent, targets: Iterable[_Target]) -> None:
+        await asyncio.gather(*(self._deliver_one(event, t) for t in targets))
+
+    async def _deliver_one(self, event: TriggerEvent, target: _Target) -> bool:
+        settings = self.settings
+        error = ""
+        for attempt in range(1, settings.max_attempts + 1):
+            try:
+                async with asyncio.timeout(settings.handler_timeout_s):
+                    await target.handler(event)
+            except TimeoutError:
+                error = f"timed out after {settings.handler_timeout_s} s"
+            except Exception as e:  # noqa: BLE001 - handler failures are retried, then dead-lettered
+                error = repr(e)
+            else:
+                self._delivered += 1
+                return True
+            if attempt < settings.max_attempts and settings.backoff_s:
+                await asyncio.sleep(settings.backoff_s * 2 ** (attempt - 1))
+        letter = self.dead_letters.add(
+            event,
+            subscriber=target.name,
+            error=error,
+            attempts=settings.max_attempts,
+            failed_at=self.clock.now(),
+        )
+        log.warning(
+            "mesh_dead_letter",
+            event_type=event.event_type,
+            subscriber=target.name,
+            error=error,
+            dead_letter=letter.id,
+        )
+        if event.event_type != ALERT_EVENT and self._config.spec(ALERT_EVENT) is not None:
+            self._spawn(self._alert(letter))
+        return False
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _alert(self, letter: DeadLetter) -> None:
+        """Raise the failure as an event — validated like any other."""
+        if self._stopping:
+            return
+        await self._mesh_publisher.try_emit(
+            ALERT_EVENT,
+            {
+                "dead_letter": letter.id,
+                "subscriber": letter.subscriber,
+                "event_type": letter.event.event_type,
+                "event_id": letter.event.event_id,
+                "error": letter.error,
+            },
+            resource=letter.subscriber,
+        )
+
+    async def replay(self, letter_id: int) -> bool:
+        """Deliver a dead letter again to its subscriber; True if it succeeded now.
+
+        A replay that fails again becomes a new dead letter.
+        """
+        letter = self.dead_letters.take(letter_id)
+        if letter is None:
+            raise MeshError(f"no dead letter {letter_id}")
+        targets = [t for t in self._targets(letter.event.event_type) if t.name == letter.subscriber]
+        if not targets:
+            self.dead_letters.add(
+                letter.event,
+                subscriber=letter.subscriber,
+                error="subscriber is gone",
+                attempts=letter.attempts,
+                failed_at=self.clock.now(),
+            )
+            return False
+        results = await asyncio.gather(*(self._deliver_one(letter.event, t) for t in targets))
+        return all(results)
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def get_stats(self) -> dict[str, Any]:
+        """The seed's stats keys plus delivery and queue figures."""
+        return {
+            "events_routed": self._routed,
+            "events_blocked": sum(self._blocked_counts.values()),
+            "events_blocked_by_reason": dict(self._blocked_counts),
+            "events_validated": self._validated,
+            "events_delivered": self._delivered,
+            "routing_rules": self._config.rule_count(),
+            "component_handlers": sum(len(h) for h in self._components.values()),
+            "subscribers": len(self._subscriptions),
+            "dead_lettered": len(self.dead_letters),
+            "queue_depth": len(self._queue),
+        }
