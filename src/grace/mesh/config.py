@@ -354,6 +354,14 @@ class MeshConfig(_Strict):
         """Component ids that receive ``event_type``, groups expanded, in file order, once each."""
         return self._route(event_type).subscribers
 
+    def subscriptions_of(self, component_id: str) -> tuple[str, ...]:
+        """Event types whose subscribers include ``component_id`` (directly or by group)."""
+        return tuple(
+            spec.event_type
+            for spec in self.events
+            if component_id in self._route(spec.event_type).subscribers
+        )
+
     def rule_count(self) -> int:
         """The seed's ``routing_rules`` statistic: the number of declared event routes."""
         return len(self.events)

@@ -39,7 +39,8 @@ from grace.mesh.config import MeshConfig
 from grace.mesh.deadletter import DeadLetter, DeadLetterStore
 from grace.mesh.event import EventPriority, TriggerEvent
 from grace.mesh.patterns import SubjectTrie, validate_pattern
-from grace.mesh.queue import EventQueue, QueueClosed
+from grace.mesh.queue import QueueClosed
+from grace.mesh.transport import MemoryTransport, Transport
 from grace.types import Clock
 
 __all__ = [
@@ -215,9 +216,13 @@ class TriggerMesh:
         clock: Clock,
         settings: MeshSettings | None = None,
         audit: AuditSink | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.clock = clock
         self.settings = settings or MeshSettings()
+        self.transport: Transport = transport or MemoryTransport(
+            capacity=self.settings.queue_capacity, workers=self.settings.workers
+        )
         self._config = config
         self._audit = audit
         self._trust: TrustScorer | None = None
@@ -227,9 +232,7 @@ class TriggerMesh:
         self._patterns: SubjectTrie[_Target] = SubjectTrie()
         self._subscriptions: set[Subscription] = set()
         self._routes: dict[str, tuple[_Target, ...]] = {}
-        self._queue: EventQueue[TriggerEvent] = EventQueue(self.settings.queue_capacity)
         self.dead_letters = DeadLetterStore(self.settings.dead_letter_capacity)
-        self._workers: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._started = False
         self._stopping = False
@@ -276,8 +279,12 @@ class TriggerMesh:
     def register_component_handler(self, component_id: str, handler: Handler) -> None:
         """Deliver to ``handler`` every event whose config lists ``component_id`` (or its
         subscriber group) as a subscriber."""
+        first = component_id not in self._components
         self._components.setdefault(component_id, []).append(handler)
         self._routes.clear()
+        if first:
+            subjects = self._config.subscriptions_of(component_id)
+            self._attach_later(component_id, subjects, shared=True)
 
     def subscribe(self, pattern: str, handler: Handler, *, name: str | None = None) -> Subscription:
         """Deliver every routed event whose type matches ``pattern`` (``*`` one token,
@@ -288,6 +295,7 @@ class TriggerMesh:
         self._patterns.add(pattern, target)
         self._subscriptions.add(sub)
         self._routes.clear()
+        self._attach_later(target.name, (pattern,), shared=False)
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> bool:
@@ -296,6 +304,8 @@ class TriggerMesh:
         self._subscriptions.discard(sub)
         self._patterns.remove(sub.pattern, sub.target)
         self._routes.clear()
+        if self._started:
+            self._spawn(self.transport.detach(sub.target.name))
         return True
 
     def _targets(self, event_type: str) -> tuple[_Target, ...]:
@@ -315,25 +325,36 @@ class TriggerMesh:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the dispatch workers (they belong to this mesh until :meth:`stop`)."""
+        """Start the transport and its consumers for every local subscriber."""
         if self._started:
             return
         self._started = True
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"grace-mesh-worker-{i}")
-            for i in range(self.settings.workers)
-        ]
+        self._stopping = False
+        await self.transport.start(self._deliver)
+        for name, subjects, shared in self._local_subscribers():
+            await self.transport.attach(name, subjects, shared=shared)
 
     async def stop(self) -> None:
-        """Stop accepting events, deliver everything queued, then stop the workers."""
+        """Stop accepting events, deliver everything handed over, then stop."""
         self._stopping = True
-        self._queue.close()
-        if self._workers:
-            await asyncio.gather(*self._workers, return_exceptions=True)
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
-        self._workers = []
+        await self.transport.stop()
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
         self._started = False
+
+    def _local_subscribers(self) -> list[tuple[str, tuple[str, ...], bool]]:
+        """``(name, subjects, shared)`` of every subscriber with a handler here."""
+        out: list[tuple[str, tuple[str, ...], bool]] = []
+        for component in self._components:
+            subjects = self._config.subscriptions_of(component)
+            if subjects:
+                out.append((component, subjects, True))
+        out.extend((sub.target.name, (sub.pattern,), False) for sub in self._subscriptions)
+        return out
+
+    def _attach_later(self, name: str, subjects: tuple[str, ...], *, shared: bool) -> None:
+        if self._started and subjects:
+            self._spawn(self.transport.attach(name, subjects, shared=shared))
 
     # -- emitting ------------------------------------------------------------------------
 
@@ -408,12 +429,11 @@ class TriggerMesh:
         priority = (
             self._config.is_priority(event.event_type) or event.priority != EventPriority.NORMAL
         )
-        if wait:
-            try:
-                await self._queue.put(event, priority=priority)
-            except QueueClosed:
-                return self._block(event, BlockReason.STOPPED, "the mesh is stopping")
-        elif not self._queue.put_nowait(event, priority=priority):
+        try:
+            sent = await self.transport.send(event, priority=priority, wait=wait)
+        except QueueClosed:
+            return self._block(event, BlockReason.STOPPED, "the mesh is stopping")
+        if not sent:
             return self._block(event, BlockReason.QUEUE_FULL, "the event queue is full")
         self._routed += 1
         return EmitResult(event=event, routed=True)
@@ -489,18 +509,15 @@ class TriggerMesh:
 
     # -- dispatching ---------------------------------------------------------------------
 
-    async def _work(self) -> None:
-        while True:
-            try:
-                event = await self._queue.get()
-            except QueueClosed:
-                return
-            await self._deliver(event, self._targets(event.event_type))
+    async def _deliver(self, event: TriggerEvent, subscriber: str | None, final: bool) -> bool:
+        """The transport's callback: run the local handlers; True if all succeeded."""
+        targets: Iterable[_Target] = self._targets(event.event_type)
+        if subscriber is not None:
+            targets = [t for t in targets if t.name == subscriber]
+        results = await asyncio.gather(*(self._deliver_one(event, t, final) for t in targets))
+        return all(results)
 
-    async def _deliver(self, event: TriggerEvent, targets: Iterable[_Target]) -> None:
-        await asyncio.gather(*(self._deliver_one(event, t) for t in targets))
-
-    async def _deliver_one(self, event: TriggerEvent, target: _Target) -> bool:
+    async def _deliver_one(self, event: TriggerEvent, target: _Target, final: bool = True) -> bool:
         settings = self.settings
         error = ""
         for attempt in range(1, settings.max_attempts + 1):
@@ -516,6 +533,8 @@ class TriggerMesh:
                 return True
             if attempt < settings.max_attempts and settings.backoff_s:
                 await asyncio.sleep(settings.backoff_s * 2 ** (attempt - 1))
+        if not final:  # the transport will deliver it again
+            return False
         letter = self.dead_letters.add(
             event,
             subscriber=target.name,
@@ -583,12 +602,12 @@ class TriggerMesh:
         return {
             "events_routed": self._routed,
             "events_blocked": sum(self._blocked_counts.values()),
-            "events_blocked_by_reason": dict(self._blocked_counts),
+            "events_blocked_by_reason": {str(k): v for k, v in self._blocked_counts.items()},
             "events_validated": self._validated,
             "events_delivered": self._delivered,
             "routing_rules": self._config.rule_count(),
             "component_handlers": sum(len(h) for h in self._components.values()),
             "subscribers": len(self._subscriptions),
             "dead_lettered": len(self.dead_letters),
-            "queue_depth": len(self._queue),
+            "queue_depth": self.transport.depth(),
         }
