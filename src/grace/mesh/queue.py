@@ -31,7 +31,10 @@ class EventQueue(Generic[T]):
         self.capacity = capacity
         self._lanes: tuple[deque[T], deque[T]] = (deque(), deque())  # (normal, priority)
         self._getters: deque[asyncio.Future[None]] = deque()
-        self._putters: deque[asyncio.Future[None]] = deque()
+        self._putters: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(),
+            deque(),
+        )  # waiting for room in the (normal, priority) lane
         self._closed = False
 
     def __len__(self) -> int:
@@ -61,15 +64,16 @@ class EventQueue(Generic[T]):
                 lane.append(item)
                 _wake_one(self._getters)
                 return
-            await _wait(self._putters)
+            await _wait(self._putters[priority])
 
     async def get(self) -> T:
         """The next item, priority lane first; waits while both lanes are empty."""
         while True:
-            lane = self._lanes[1] if self._lanes[1] else self._lanes[0]
+            which = 1 if self._lanes[1] else 0
+            lane = self._lanes[which]
             if lane:
                 item = lane.popleft()
-                _wake_all(self._putters)  # a putter of either lane may now fit
+                _wake_one(self._putters[which])  # one slot freed in this lane
                 return item
             if self._closed:
                 raise QueueClosed("the event queue is closed and empty")
@@ -79,7 +83,8 @@ class EventQueue(Generic[T]):
         """Refuse new items and wake every waiter; queued items can still be taken."""
         self._closed = True
         _wake_all(self._getters)
-        _wake_all(self._putters)
+        _wake_all(self._putters[0])
+        _wake_all(self._putters[1])
 
 
 async def _wait(waiters: deque[asyncio.Future[None]]) -> None:
