@@ -409,3 +409,27 @@ def test_default_config_declares_every_event_type_grace_emits() -> None:
     assert emitted, "the scan found no emitted event types"
     missing = sorted(t for t in emitted if config.spec(t) is None)
     assert missing == []
+
+
+async def test_prometheus_metrics_count_routed_blocked_and_dispatch() -> None:
+    """Routed and blocked counters, dispatch latency and queue depth reach the registry."""
+    from prometheus_client import CollectorRegistry
+
+    from grace.mesh.metrics import MeshMetrics
+
+    registry = CollectorRegistry()
+    mesh = TriggerMesh(
+        parse_mesh_config(CONFIG, source="test.yaml"),
+        clock=FakeClock(),
+        metrics=MeshMetrics(registry),
+    )
+    mesh.register_component_handler("worker", Recorder())
+    await mesh.start()
+    await mesh.publisher("a").emit("job.done")
+    await mesh.publisher("b").emit("job.secret")
+    await mesh.stop()
+    sample = registry.get_sample_value
+    assert sample("grace_mesh_events_routed_total", {"event_type": "job.done"}) == 1
+    assert sample("grace_mesh_events_blocked_total", {"reason": "unlisted_publisher"}) == 1
+    assert sample("grace_mesh_dispatch_seconds_count", {"outcome": "delivered"}) == 1
+    assert sample("grace_mesh_queue_depth") == 0

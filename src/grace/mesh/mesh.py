@@ -38,6 +38,7 @@ from grace.ledger.audit import AuditSink
 from grace.mesh.config import MeshConfig
 from grace.mesh.deadletter import DeadLetter, DeadLetterStore
 from grace.mesh.event import EventPriority, TriggerEvent
+from grace.mesh.metrics import MeshMetrics
 from grace.mesh.patterns import SubjectTrie, validate_pattern
 from grace.mesh.queue import QueueClosed
 from grace.mesh.transport import MemoryTransport, Transport
@@ -217,6 +218,7 @@ class TriggerMesh:
         settings: MeshSettings | None = None,
         audit: AuditSink | None = None,
         transport: Transport | None = None,
+        metrics: MeshMetrics | None = None,
     ) -> None:
         self.clock = clock
         self.settings = settings or MeshSettings()
@@ -225,6 +227,9 @@ class TriggerMesh:
         )
         self._config = config
         self._audit = audit
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.watch_depth(self.transport.depth)
         self._trust: TrustScorer | None = None
         self._validator: GovernanceValidator | None = None
         self._publishers: dict[str, Publisher] = {}
@@ -436,6 +441,8 @@ class TriggerMesh:
         if not sent:
             return self._block(event, BlockReason.QUEUE_FULL, "the event queue is full")
         self._routed += 1
+        if self._metrics is not None:
+            self._metrics.routed.labels(event.event_type).inc()
         return EmitResult(event=event, routed=True)
 
     async def _check_trust(
@@ -483,6 +490,8 @@ class TriggerMesh:
 
     def _block(self, event: TriggerEvent, reason: BlockReason, detail: str) -> EmitResult:
         self._blocked_counts[reason] += 1
+        if self._metrics is not None:
+            self._metrics.blocked.labels(str(reason)).inc()
         log.info(
             "mesh_event_blocked",
             event_type=event.event_type,
@@ -530,11 +539,15 @@ class TriggerMesh:
                 error = repr(e)
             else:
                 self._delivered += 1
+                self._observe(event, "delivered")
                 return True
             if attempt < settings.max_attempts and settings.backoff_s:
                 await asyncio.sleep(settings.backoff_s * 2 ** (attempt - 1))
+        self._observe(event, "failed")
         if not final:  # the transport will deliver it again
             return False
+        if self._metrics is not None:
+            self._metrics.dead_lettered.inc()
         letter = self.dead_letters.add(
             event,
             subscriber=target.name,
@@ -552,6 +565,11 @@ class TriggerMesh:
         if event.event_type != ALERT_EVENT and self._config.spec(ALERT_EVENT) is not None:
             self._spawn(self._alert(letter))
         return False
+
+    def _observe(self, event: TriggerEvent, outcome: str) -> None:
+        if self._metrics is not None:
+            elapsed = (self.clock.now() - event.timestamp).total_seconds()
+            self._metrics.dispatch_seconds.labels(outcome).observe(max(elapsed, 0.0))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
