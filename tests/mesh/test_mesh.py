@@ -433,3 +433,18 @@ async def test_prometheus_metrics_count_routed_blocked_and_dispatch() -> None:
     assert sample("grace_mesh_events_blocked_total", {"reason": "unlisted_publisher"}) == 1
     assert sample("grace_mesh_dispatch_seconds_count", {"outcome": "delivered"}) == 1
     assert sample("grace_mesh_queue_depth") == 0
+
+
+async def test_load_config_replaces_routes_or_keeps_the_old_on_error(tmp_path: Path) -> None:
+    """load_config swaps in a new file; a bad file raises and the old routes stay."""
+    from grace.errors import MeshConfigError
+
+    mesh = make_mesh()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("events: [\n")
+    with pytest.raises(MeshConfigError, match="bad.yaml"):
+        mesh.load_config(bad)
+    assert mesh.config.spec("job.done") is not None
+    default = mesh.load_config()
+    assert default.spec("job.done") is None
+    assert default.spec("avn.healing_failed") is not None

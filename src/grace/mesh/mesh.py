@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
@@ -35,7 +36,7 @@ import structlog
 
 from grace.errors import EventError, MeshError
 from grace.ledger.audit import AuditSink
-from grace.mesh.config import MeshConfig
+from grace.mesh.config import MeshConfig, load_mesh_config
 from grace.mesh.deadletter import DeadLetter, DeadLetterStore
 from grace.mesh.event import EventPriority, TriggerEvent
 from grace.mesh.metrics import MeshMetrics
@@ -254,10 +255,15 @@ class TriggerMesh:
         """The routing configuration in force."""
         return self._config
 
-    def load_config(self, config: MeshConfig) -> None:
-        """Replace the routing configuration (routes are recomputed)."""
+    def load_config(self, config: MeshConfig | Path | None = None) -> MeshConfig:
+        """Replace the routing configuration: a parsed config, a YAML file, or (None) the
+        packaged default. Routes are recomputed; a bad file raises MeshConfigError and
+        leaves the current configuration in force."""
+        if not isinstance(config, MeshConfig):
+            config = load_mesh_config(config)
         self._config = config
         self._routes.clear()
+        return config
 
     def set_trust_scorer(self, scorer: TrustScorer | None) -> None:
         """Where publisher trust comes from; without one, trust-gated events are blocked."""
