@@ -12,9 +12,13 @@ its own subtree so callers can catch exactly what they can handle::
     │   ├── LedgerFormatError  the data directory holds something that is not a Grace ledger
     │   ├── KeyFileError       the checkpoint signing key is missing, unreadable or too exposed
     │   └── ProofError         a proof bundle or checkpoint could not be parsed
-    └── MeshError              the trigger mesh refused an event, a subject or a pattern
-        ├── PatternError       a subject or subscription pattern is malformed (names the problem)
-        └── EventError         an event or its CloudEvents form is malformed (names the attribute)
+    ├── MeshError              the trigger mesh refused an event, a subject or a pattern
+    │   ├── PatternError       a subject or subscription pattern is malformed (names the problem)
+    │   └── EventError         an event or its CloudEvents form is malformed (names the attribute)
+    └── GovernanceError        the governance gate could not do what was asked
+        ├── PolicyError        a policy set is invalid (names file, policy id and problem)
+        ├── ApprovalError      an approval cannot be created or decided (self-approval, expired…)
+        └── GovernanceDenied   a governed function was called and the decision did not allow it
 
 A *denial* is never an exception: security decisions return values. An exception means
 "could not decide", and the enforcement point turns it into a denial.
@@ -26,9 +30,12 @@ once, at the adapter that calls them, with ``raise ... from e``.
 from __future__ import annotations
 
 __all__ = [
+    "ApprovalError",
     "ConfigError",
     "EntryRejected",
     "EventError",
+    "GovernanceDenied",
+    "GovernanceError",
     "GraceError",
     "KeyFileError",
     "LedgerError",
@@ -37,6 +44,7 @@ __all__ = [
     "MeshConfigError",
     "MeshError",
     "PatternError",
+    "PolicyError",
     "ProofError",
 ]
 
@@ -87,3 +95,23 @@ class PatternError(MeshError):
 
 class EventError(MeshError):
     """An event, or its CloudEvents JSON form, is malformed; the message names the attribute."""
+
+
+class GovernanceError(GraceError):
+    """The governance gate could not do what was asked (never a denial: those are values)."""
+
+
+class PolicyError(GovernanceError):
+    """A policy set is invalid; the message names the file, the policy id and the problem."""
+
+
+class ApprovalError(GovernanceError):
+    """An approval cannot be created, decided or used (unknown, self-approval, decided…)."""
+
+
+class GovernanceDenied(GovernanceError):
+    """A governed call outside HTTP was not allowed; carries the decision."""
+
+    def __init__(self, message: str, decision: object) -> None:
+        super().__init__(message)
+        self.decision = decision
