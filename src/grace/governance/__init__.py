@@ -1,0 +1,1 @@
+"""Governance: the constitution, the decision path and its enforcement points."""
