@@ -37,6 +37,7 @@ PACKAGES = {
     ],
     "grace.errors": [
         "ApprovalError",
+        "AuthenticationError",
         "ConfigError",
         "EntryRejected",
         "EventError",

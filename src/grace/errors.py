@@ -18,6 +18,7 @@ its own subtree so callers can catch exactly what they can handle::
     └── GovernanceError        the governance gate could not do what was asked
         ├── PolicyError        a policy set is invalid (names file, policy id and problem)
         ├── ApprovalError      an approval cannot be created or decided (self-approval, expired…)
+        ├── AuthenticationError  credentials are missing, malformed, invalid or revoked
         └── GovernanceDenied   a governed function was called and the decision did not allow it
 
 A *denial* is never an exception: security decisions return values. An exception means
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 __all__ = [
     "ApprovalError",
+    "AuthenticationError",
     "ConfigError",
     "EntryRejected",
     "EventError",
@@ -107,6 +109,10 @@ class PolicyError(GovernanceError):
 
 class ApprovalError(GovernanceError):
     """An approval cannot be created, decided or used (unknown, self-approval, decided…)."""
+
+
+class AuthenticationError(GovernanceError):
+    """Credentials are missing, malformed, invalid or revoked (HTTP 401)."""
 
 
 class GovernanceDenied(GovernanceError):

@@ -94,7 +94,7 @@ async def test_expired_approvals_cannot_be_decided_or_used(
     with pytest.raises(ApprovalError, match="expired"):
         await store.approve(pending.id, "alice")
     assert not await store.consume(approved.id, request(resource="model:b"))
-    assert [a.id for a in await store.list(state=ApprovalState.EXPIRED)] == [
+    assert [a.id for a in await store.find(state=ApprovalState.EXPIRED)] == [
         approved.id,
         pending.id,
     ]

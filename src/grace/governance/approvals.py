@@ -219,7 +219,7 @@ class ApprovalStore:
             rejected_by=next((v[0] for v in votes if v[1] == "reject"), None),
         )
 
-    async def list(
+    async def find(
         self, *, state: ApprovalState | None = ApprovalState.PENDING, limit: int = 100
     ) -> list[Approval]:
         """Approvals, newest first (pending ones by default)."""
