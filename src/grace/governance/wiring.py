@@ -30,6 +30,7 @@ from grace.governance.model import ActionRequest, Decision, Outcome, Principal, 
 __all__ = [
     "GovernanceMarker",
     "GovernanceWiring",
+    "decided",
     "governed",
     "require_governance",
 ]
@@ -194,6 +195,20 @@ class GovernanceMarker:
 _context: contextvars.ContextVar[tuple[Gate, Principal] | None] = contextvars.ContextVar(
     "grace_governed", default=None
 )
+_http_decision: contextvars.ContextVar[Decision | None] = contextvars.ContextVar(
+    "grace_http_decision", default=None
+)
+
+
+@contextlib.contextmanager
+def decided(decision: Decision) -> Iterator[None]:
+    """Mark the current request as already decided (the HTTP middleware does this), so a
+    ``@require_governance`` route does not decide a second time."""
+    token = _http_decision.set(decision)
+    try:
+        yield
+    finally:
+        _http_decision.reset(token)
 
 
 @contextlib.contextmanager
@@ -225,6 +240,9 @@ def require_governance(
 
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            already = _http_decision.get()
+            if already is not None and already.allowed:
+                return await fn(*args, **kwargs)
             bound = _context.get()
             if bound is None:
                 raise GovernanceDenied(

@@ -1,0 +1,247 @@
+"""``GovernanceMiddleware``: the HTTP enforcement point, as pure ASGI.
+
+For every HTTP request outside the exempt paths:
+
+1. authenticate from verified credentials (:class:`Authenticator`) — else **401**
+   ``application/problem+json`` with ``WWW-Authenticate: Bearer``;
+2. read the body (at most ``max_body_bytes``, else **413**) so the analyzers see it, and
+   replay it to the application unchanged;
+3. name the action ``METHOD:/route/{template}`` from the matched route (path parameters
+   become the resource), applying a ``@require_governance`` declaration on the endpoint;
+4. ``Gate.decide`` — allowed: the app runs and the response carries
+   ``Grace-Decision-Id``; pending approval: **202** (or 403, configurable) with the
+   approval id; rejected: **403** problem+json (RFC 9457) with the decision id, reasons and
+   principles.
+
+A request may present an approval with ``Grace-Approval-Id``. It is pure ASGI (never
+``BaseHTTPMiddleware``) so streaming and background tasks are untouched.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any, Final
+
+import orjson
+from starlette.routing import Match
+
+from grace.errors import AuthenticationError
+from grace.governance.auth import Authenticator
+from grace.governance.gate import Gate
+from grace.governance.model import ActionRequest, Decision, Outcome
+from grace.governance.wiring import GovernanceMarker, decided
+
+__all__ = ["DECISION_HEADER", "GovernanceMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DECISION_HEADER: Final = "grace-decision-id"
+APPROVAL_HEADER: Final = "grace-approval-id"
+_PROBLEM: Final = b"application/problem+json"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class GovernanceMiddleware:
+    """Governs every HTTP request of the wrapped ASGI app."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        gate: Gate,
+        authenticator: Authenticator,
+        exempt_paths: Sequence[str] = ("/health", "/metrics", "/favicon.ico"),
+        max_body_bytes: int = 1 << 20,
+        pending_status: int = 202,
+    ) -> None:
+        self.app = app
+        self.gate = gate
+        self.authenticator = authenticator
+        self.exempt_paths = frozenset(exempt_paths)
+        self.max_body_bytes = max_body_bytes
+        if pending_status not in (202, 403):
+            raise ValueError("pending approvals are answered with 202 or 403")
+        self.pending_status = pending_status
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
+        try:
+            principal = self.authenticator.authenticate(headers)
+        except AuthenticationError as e:
+            await _problem(
+                send, 401, "Unauthorized", str(e), extra_headers=[(b"www-authenticate", b"Bearer")]
+            )
+            return
+        try:
+            body, replay = await self._read_body(receive)
+        except _TooLarge:
+            await _problem(
+                send,
+                413,
+                "Content Too Large",
+                f"the request body exceeds {self.max_body_bytes} bytes",
+            )
+            return
+        action, resource, marker = self._route(scope)
+        request = ActionRequest(
+            request_id=headers.get("x-request-id") or f"req_{secrets.token_urlsafe(12)}",
+            principal=principal,
+            action=action,
+            resource=resource,
+            context={
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": scope.get("query_string", b"").decode("latin-1"),
+                "body": _body_value(body, headers.get("content-type", "")),
+            },
+            is_autonomous=marker.is_autonomous if marker else principal.kind != "human",
+            declared_risk=marker.risk_level if marker else None,
+            source="http",
+            approval_id=headers.get(APPROVAL_HEADER) or None,
+        )
+        decision = await self.gate.decide(request)
+        if decision.allowed:
+            with decided(decision):
+                await self.app(scope, replay, _with_decision_header(send, decision))
+            return
+        if (
+            decision.outcome in (Outcome.REQUIRES_APPROVAL, Outcome.REQUIRES_PARLIAMENT)
+            and decision.approval_id
+        ):
+            await _problem(
+                send,
+                self.pending_status,
+                "Approval Required",
+                f"{decision.outcome}: approval {decision.approval_id} must be granted, then "
+                f"the same request retried with {APPROVAL_HEADER}",
+                decision=decision,
+                status_word="pending_approval",
+            )
+            return
+        await _problem(
+            send,
+            403,
+            "Forbidden",
+            "; ".join(r.message for r in decision.reasons) or f"decision: {decision.outcome}",
+            decision=decision,
+        )
+
+    async def _read_body(self, receive: Receive) -> tuple[bytes, Receive]:
+        chunks: list[bytes] = []
+        size = 0
+        messages: list[Message] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            try:
+                return next(pending)
+            except StopIteration:
+                return await receive()
+
+        return b"".join(chunks), replay
+
+    def _route(self, scope: Scope) -> tuple[str, str, GovernanceMarker | None]:
+        """``(METHOD:/template, resource, marker)`` for the route that will serve the request."""
+        method = scope["method"]
+        app = scope.get("app")
+        router = getattr(app, "router", None)
+        for route in getattr(router, "routes", ()):
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                params = child.get("path_params", {})
+                resource = ",".join(f"{k}={v}" for k, v in sorted(params.items())) or scope["path"]
+                endpoint = child.get("endpoint") or getattr(route, "endpoint", None)
+                marker = getattr(endpoint, "__grace_governance__", None)
+                template = getattr(route, "path", scope["path"])
+                action = marker.action if marker and marker.action else f"{method}:{template}"
+                return action, resource, marker
+        # No route matched (a 404 or 405 to come): govern the raw path, never skip.
+        return f"{method}:{scope['path']}", scope["path"], None
+
+
+def _body_value(body: bytes, content_type: str) -> Any:
+    if not body:
+        return None
+    if "json" in content_type:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return body.decode("utf-8", "replace")
+
+
+def _with_decision_header(send: Send, decision: Decision) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            headers.append((DECISION_HEADER.encode(), decision.decision_id.encode()))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
+
+
+async def _problem(
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    decision: Decision | None = None,
+    status_word: str | None = None,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """An RFC 9457 problem details response."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    headers = [(b"content-type", _PROBLEM), *extra_headers]
+    if decision is not None:
+        body.update(
+            {
+                "decision_id": decision.decision_id,
+                "outcome": str(decision.outcome),
+                "approval_id": decision.approval_id,
+                "reasons": [
+                    {"message": r.message, "policy_id": r.policy_id, "principle": r.principle}
+                    for r in decision.reasons
+                ],
+                "principles": sorted({r.principle for r in decision.reasons if r.principle}),
+                "receipt_seq": decision.receipt_seq,
+            }
+        )
+        if status_word:
+            body["state"] = status_word
+        headers.append((DECISION_HEADER.encode(), decision.decision_id.encode()))
+    payload = orjson.dumps(body)
+    headers.append((b"content-length", str(len(payload)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
