@@ -34,6 +34,7 @@ from typing import Any, Final, Protocol
 import structlog
 
 from grace.governance.approvals import ApprovalState, ApprovalStore
+from grace.governance.decisions import DecisionIndex
 from grace.governance.model import (
     ActionRequest,
     Decision,
@@ -148,6 +149,7 @@ class Gate:
         events: EventPublisher | None = None,
         registry: ActionRegistry | None = None,
         settings: GateSettings | None = None,
+        index: DecisionIndex | None = None,
     ) -> None:
         self.policies = policies
         self.settings = settings or GateSettings()
@@ -157,6 +159,7 @@ class Gate:
         self._clock = clock
         self._trust = trust or StaticTrust()
         self._events = events
+        self._index = index
         self._registry = registry or ActionRegistry()
         self._overrides = tuple(
             (re.compile(fnmatch.translate(pattern)), mode)
@@ -329,6 +332,11 @@ class Gate:
                 error=f"the decision could not be recorded: {e!r}",
             )
         decision = replace(decision, receipt_seq=receipt.seq)
+        if self._index is not None:
+            try:
+                await self._index.record(decision, request)
+            except Exception as e:  # noqa: BLE001 - the ledger holds the decision regardless
+                log.warning("governance_index_failed", decision=decision.decision_id, error=repr(e))
         if self._events is not None:
             try:
                 await self._events.emit(

@@ -20,7 +20,7 @@ A request may present an approval with ``Grace-Approval-Id``. It is pure ASGI (n
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -56,8 +56,9 @@ class GovernanceMiddleware:
         self,
         app: ASGIApp,
         *,
-        gate: Gate,
-        authenticator: Authenticator,
+        gate: Gate | None = None,
+        authenticator: Authenticator | None = None,
+        state_attribute: str = "governance",
         exempt_paths: Sequence[str] = ("/health", "/metrics", "/favicon.ico"),
         max_body_bytes: int = 1 << 20,
         pending_status: int = 202,
@@ -65,6 +66,7 @@ class GovernanceMiddleware:
         self.app = app
         self.gate = gate
         self.authenticator = authenticator
+        self.state_attribute = state_attribute
         self.exempt_paths = frozenset(exempt_paths)
         self.max_body_bytes = max_body_bytes
         if pending_status not in (202, 403):
@@ -75,11 +77,15 @@ class GovernanceMiddleware:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
+        gate, authenticator = self._resolve(scope)
+        if gate is None or authenticator is None:
+            await _problem(send, 503, "Service Unavailable", "governance is not ready")
+            return
         headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
         }
         try:
-            principal = self.authenticator.authenticate(headers)
+            principal = authenticator.authenticate(headers)
         except AuthenticationError as e:
             await _problem(
                 send, 401, "Unauthorized", str(e), extra_headers=[(b"www-authenticate", b"Bearer")]
@@ -105,15 +111,22 @@ class GovernanceMiddleware:
                 "method": scope["method"],
                 "path": scope["path"],
                 "query": scope.get("query_string", b"").decode("latin-1"),
-                "body": _body_value(body, headers.get("content-type", "")),
+                "body": (
+                    _body_value(body, headers.get("content-type", ""))
+                    if marker is None or marker.inspect_body
+                    else {"omitted_bytes": len(body)}
+                ),
             },
             is_autonomous=marker.is_autonomous if marker else principal.kind != "human",
             declared_risk=marker.risk_level if marker else None,
             source="http",
             approval_id=headers.get(APPROVAL_HEADER) or None,
         )
-        decision = await self.gate.decide(request)
+        decision = await gate.decide(request)
         if decision.allowed:
+            state = scope.setdefault("state", {})
+            state["principal"] = principal
+            state["decision"] = decision
             with decided(decision):
                 await self.app(scope, replay, _with_decision_header(send, decision))
             return
@@ -138,6 +151,14 @@ class GovernanceMiddleware:
             "; ".join(r.message for r in decision.reasons) or f"decision: {decision.outcome}",
             decision=decision,
         )
+
+    def _resolve(self, scope: Scope) -> tuple[Gate | None, Authenticator | None]:
+        """The gate and authenticator given, else those on ``app.state`` (set at startup)."""
+        if self.gate is not None and self.authenticator is not None:
+            return self.gate, self.authenticator
+        state = getattr(scope.get("app"), "state", None)
+        holder = getattr(state, self.state_attribute, None)
+        return getattr(holder, "gate", None), getattr(holder, "authenticator", None)
 
     async def _read_body(self, receive: Receive) -> tuple[bytes, Receive]:
         chunks: list[bytes] = []
@@ -168,20 +189,33 @@ class GovernanceMiddleware:
     def _route(self, scope: Scope) -> tuple[str, str, GovernanceMarker | None]:
         """``(METHOD:/template, resource, marker)`` for the route that will serve the request."""
         method = scope["method"]
-        app = scope.get("app")
-        router = getattr(app, "router", None)
-        for route in getattr(router, "routes", ()):
-            match, child = route.matches(scope)
+        router = getattr(scope.get("app"), "router", None)
+        for prefix, route in _routes(getattr(router, "routes", ()), ""):
+            probe = (
+                scope if not prefix else {**scope, "root_path": scope.get("root_path", "") + prefix}
+            )
+            match, child = route.matches(probe)
             if match is Match.FULL:
                 params = child.get("path_params", {})
                 resource = ",".join(f"{k}={v}" for k, v in sorted(params.items())) or scope["path"]
                 endpoint = child.get("endpoint") or getattr(route, "endpoint", None)
                 marker = getattr(endpoint, "__grace_governance__", None)
-                template = getattr(route, "path", scope["path"])
+                template = prefix + str(getattr(route, "path", None) or scope["path"])
                 action = marker.action if marker and marker.action else f"{method}:{template}"
                 return action, resource, marker
         # No route matched (a 404 or 405 to come): govern the raw path, never skip.
         return f"{method}:{scope['path']}", scope["path"], None
+
+
+def _routes(routes: Iterable[Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    """Leaf routes with their include prefix, descending into FastAPI's included routers."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            yield from _routes(included.routes, prefix + (getattr(context, "prefix", "") or ""))
+        else:
+            yield prefix, route
 
 
 def _body_value(body: bytes, content_type: str) -> Any:

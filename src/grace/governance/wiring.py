@@ -190,6 +190,9 @@ class GovernanceMarker:
     action: str | None
     risk_level: RiskLevel | None
     is_autonomous: bool
+    inspect_body: bool = True
+    """False for endpoints whose body describes someone else's action (the decision API):
+    the body is judged by the decision it asks for, not as the caller's own act."""
 
 
 _context: contextvars.ContextVar[tuple[Gate, Principal] | None] = contextvars.ContextVar(
@@ -227,6 +230,7 @@ def require_governance(
     action: str | None = None,
     risk_level: RiskLevel | str | None = None,
     is_autonomous: bool = False,
+    inspect_body: bool = True,
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Govern an async function: decide before it runs; raise GovernanceDenied unless allowed.
 
@@ -267,7 +271,7 @@ def require_governance(
             return await fn(*args, **kwargs)
 
         wrapper.__grace_governance__ = GovernanceMarker(  # type: ignore[attr-defined]
-            action=action, risk_level=risk, is_autonomous=is_autonomous
+            action=action, risk_level=risk, is_autonomous=is_autonomous, inspect_body=inspect_body
         )
         return wrapper
 
