@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -36,6 +36,7 @@ import structlog
 
 from grace.errors import EventError, MeshError
 from grace.ledger.audit import AuditSink
+from grace.mesh._eager import call_with_timeout, finish, start
 from grace.mesh.config import MeshConfig, load_mesh_config
 from grace.mesh.deadletter import DeadLetter, DeadLetterStore
 from grace.mesh.event import EventPriority, TriggerEvent
@@ -128,6 +129,19 @@ class MeshSettings:
 class _Target:
     name: str
     handler: Handler
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything ``emit`` and dispatch need about one event type, looked up once."""
+
+    publishers: frozenset[str] | None
+    """Who may publish; None: any identity (``"*"``)."""
+    min_trust: float
+    validate: bool
+    audit: bool
+    priority: bool
+    targets: tuple[_Target, ...]
 
 
 class Subscription:
@@ -237,7 +251,7 @@ class TriggerMesh:
         self._components: dict[str, list[Handler]] = {}
         self._patterns: SubjectTrie[_Target] = SubjectTrie()
         self._subscriptions: set[Subscription] = set()
-        self._routes: dict[str, tuple[_Target, ...]] = {}
+        self._plans: dict[str, _Plan] = {}
         self.dead_letters = DeadLetterStore(self.settings.dead_letter_capacity)
         self._inflight: set[asyncio.Task[None]] = set()
         self._started = False
@@ -262,7 +276,7 @@ class TriggerMesh:
         if not isinstance(config, MeshConfig):
             config = load_mesh_config(config)
         self._config = config
-        self._routes.clear()
+        self._plans.clear()
         return config
 
     def set_trust_scorer(self, scorer: TrustScorer | None) -> None:
@@ -292,7 +306,7 @@ class TriggerMesh:
         subscriber group) as a subscriber."""
         first = component_id not in self._components
         self._components.setdefault(component_id, []).append(handler)
-        self._routes.clear()
+        self._plans.clear()
         if first:
             subjects = self._config.subscriptions_of(component_id)
             self._attach_later(component_id, subjects, shared=True)
@@ -305,7 +319,7 @@ class TriggerMesh:
         sub = Subscription(self, pattern, target)
         self._patterns.add(pattern, target)
         self._subscriptions.add(sub)
-        self._routes.clear()
+        self._plans.clear()
         self._attach_later(target.name, (pattern,), shared=False)
         return sub
 
@@ -314,24 +328,38 @@ class TriggerMesh:
             return False
         self._subscriptions.discard(sub)
         self._patterns.remove(sub.pattern, sub.target)
-        self._routes.clear()
+        self._plans.clear()
         if self._started:
             self._spawn(self.transport.detach(sub.target.name))
         return True
 
-    def _targets(self, event_type: str) -> tuple[_Target, ...]:
-        cached = self._routes.get(event_type)
-        if cached is not None:
-            return cached
-        spec = self._config.spec(event_type)
+    def _plan(self, event_type: str) -> _Plan | None:
+        """The cached plan of a declared event type (None if undeclared)."""
+        plan = self._plans.get(event_type)
+        if plan is not None:
+            return plan
+        config = self._config
+        spec = config.spec(event_type)
+        if spec is None:
+            return None
         targets: list[_Target] = []
-        if spec is not None:
-            for component in self._config.subscribers_of(event_type):
-                targets.extend(_Target(component, h) for h in self._components.get(component, ()))
+        for component in config.subscribers_of(event_type):
+            targets.extend(_Target(component, h) for h in self._components.get(component, ()))
         targets.extend(self._patterns.match(event_type))
-        result = tuple(targets)
-        self._routes[event_type] = result
-        return result
+        plan = _Plan(
+            publishers=None if spec.any_publisher else frozenset(spec.publishers),
+            min_trust=config.min_trust(event_type),
+            validate=spec.requires_constitutional_validation,
+            audit=config.is_audit(event_type),
+            priority=config.is_priority(event_type),
+            targets=tuple(targets),
+        )
+        self._plans[event_type] = plan
+        return plan
+
+    def _targets(self, event_type: str) -> tuple[_Target, ...]:
+        plan = self._plan(event_type)
+        return plan.targets if plan is not None else tuple(self._patterns.match(event_type))
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -398,30 +426,29 @@ class TriggerMesh:
             )
 
     async def _emit(self, event: TriggerEvent, publisher: str, *, wait: bool) -> EmitResult:
-        spec = self._config.spec(event.event_type)
-        if spec is None:
+        plan = self._plan(event.event_type)
+        if plan is None:
             raise EventError(f"event type {event.event_type!r} is not declared in the mesh config")
         self._check_payload(event)
         if event.source != publisher:
             event = event.with_source(publisher)
         if self._stopping:
             return self._block(event, BlockReason.STOPPED, "the mesh is stopping")
-        if not self._config.may_publish(event.event_type, publisher):
+        if plan.publishers is not None and publisher not in plan.publishers:
             return await self._blocked(
                 event,
                 BlockReason.UNLISTED_PUBLISHER,
                 f"{publisher!r} is not a listed publisher of {event.event_type!r}",
             )
-        minimum = self._config.min_trust(event.event_type)
-        if minimum > 0:
-            verdict = await self._check_trust(event, publisher, minimum)
+        if plan.min_trust > 0:
+            verdict = await self._check_trust(event, publisher, plan.min_trust)
             if verdict is not None:
                 return verdict
-        if spec.requires_constitutional_validation or event.requires_validation:
+        if plan.validate or event.requires_validation:
             verdict = await self._check_constitution(event)
             if verdict is not None:
                 return verdict
-        if self._config.is_audit(event.event_type) and self._audit is not None:
+        if plan.audit and self._audit is not None:
             try:
                 await self._audit.append(
                     subsystem="mesh",
@@ -437,9 +464,7 @@ class TriggerMesh:
                 )
             except Exception as e:  # noqa: BLE001 - any failure to record blocks the event
                 return self._block(event, BlockReason.AUDIT_FAILED, f"ledger append failed: {e}")
-        priority = (
-            self._config.is_priority(event.event_type) or event.priority != EventPriority.NORMAL
-        )
+        priority = plan.priority or event.priority != EventPriority.NORMAL
         try:
             sent = await self.transport.send(event, priority=priority, wait=wait)
         except QueueClosed:
@@ -460,8 +485,9 @@ class TriggerMesh:
                 event, BlockReason.TRUST_UNAVAILABLE, "no trust scorer is set (fail closed)"
             )
         try:
-            async with asyncio.timeout(self.settings.validation_timeout_s):
-                score = float(await scorer(publisher))
+            score = float(
+                await call_with_timeout(scorer(publisher), self.settings.validation_timeout_s)
+            )
         except Exception as e:  # noqa: BLE001 - any failure to score is a denial
             return await self._blocked(
                 event, BlockReason.TRUST_UNAVAILABLE, f"trust scorer failed: {e!r}"
@@ -481,8 +507,7 @@ class TriggerMesh:
                 event, BlockReason.VALIDATOR_UNAVAILABLE, "no constitutional validator is set"
             )
         try:
-            async with asyncio.timeout(self.settings.validation_timeout_s):
-                approved = await validator(event)
+            approved = await call_with_timeout(validator(event), self.settings.validation_timeout_s)
         except Exception as e:  # noqa: BLE001 - any failure to validate is a denial
             return await self._blocked(
                 event, BlockReason.VALIDATOR_UNAVAILABLE, f"validator failed: {e!r}"
@@ -526,19 +551,31 @@ class TriggerMesh:
 
     async def _deliver(self, event: TriggerEvent, subscriber: str | None, final: bool) -> bool:
         """The transport's callback: run the local handlers; True if all succeeded."""
-        targets: Iterable[_Target] = self._targets(event.event_type)
+        targets: Sequence[_Target] = self._targets(event.event_type)
         if subscriber is not None:
             targets = [t for t in targets if t.name == subscriber]
-        results = await asyncio.gather(*(self._deliver_one(event, t, final) for t in targets))
-        return all(results)
+        if len(targets) == 1:
+            return await self._deliver_one(event, targets[0], final)
+        # Run each delivery eagerly; only those that have to wait become tasks.
+        ok = True
+        waiting: list[asyncio.Future[bool]] = []
+        for target in targets:
+            coro = self._deliver_one(event, target, final)
+            yielded, result = start(coro)
+            if yielded is None:
+                ok = ok and bool(result)
+            else:
+                waiting.append(asyncio.ensure_future(finish(coro, yielded)))
+        if waiting:
+            ok = all(await asyncio.gather(*waiting)) and ok
+        return ok
 
     async def _deliver_one(self, event: TriggerEvent, target: _Target, final: bool = True) -> bool:
         settings = self.settings
         error = ""
         for attempt in range(1, settings.max_attempts + 1):
             try:
-                async with asyncio.timeout(settings.handler_timeout_s):
-                    await target.handler(event)
+                await call_with_timeout(target.handler(event), settings.handler_timeout_s)
             except TimeoutError:
                 error = f"timed out after {settings.handler_timeout_s} s"
             except Exception as e:  # noqa: BLE001 - handler failures are retried, then dead-lettered
@@ -568,7 +605,7 @@ class TriggerMesh:
             error=error,
             dead_letter=letter.id,
         )
-        if event.event_type != ALERT_EVENT and self._config.spec(ALERT_EVENT) is not None:
+        if event.event_type != ALERT_EVENT and self._plan(ALERT_EVENT) is not None:
             self._spawn(self._alert(letter))
         return False
 
