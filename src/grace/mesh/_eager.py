@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Coroutine
+from types import CoroutineType
 from typing import Any, TypeVar
 
-__all__ = ["call_with_timeout", "finish", "start"]
+__all__ = ["call_with_timeout", "finish", "run_now", "start"]
 
 T = TypeVar("T")
 
@@ -62,21 +63,26 @@ async def finish(coro: Coroutine[Any, Any, T], yielded: Any) -> T:
             yielded = _PENDING
 
 
+def run_now(awaitable: Awaitable[T]) -> tuple[bool, Any]:
+    """Run ``awaitable`` as far as it goes without waiting.
+
+    ``(True, result)`` when it finished; ``(False, rest)`` when it has to wait, ``rest``
+    being an awaitable that finishes it (await it — under a timeout if you like).
+    Exceptions raised before the first wait propagate.
+    """
+    if type(awaitable) is not CoroutineType:
+        return False, awaitable
+    try:
+        yielded = awaitable.send(None)
+    except StopIteration as stop:
+        return True, stop.value
+    return False, finish(awaitable, _PENDING if yielded is None else yielded)
+
+
 async def call_with_timeout(awaitable: Awaitable[T], seconds: float) -> T:
     """``await awaitable`` with a timeout that is only armed if it has to wait."""
-    if not isinstance(awaitable, Coroutine):
-        async with asyncio.timeout(seconds):
-            return await awaitable
-    coro = awaitable
-    try:
-        yielded, result = start(coro)
-    except BaseException:
-        coro.close()
-        raise
-    if yielded is None:
-        return result  # type: ignore[return-value]
-    try:
-        async with asyncio.timeout(seconds):
-            return await finish(coro, yielded)
-    finally:
-        coro.close()
+    done, value = run_now(awaitable)
+    if done:
+        return value  # type: ignore[no-any-return]
+    async with asyncio.timeout(seconds):
+        return await value  # type: ignore[no-any-return]

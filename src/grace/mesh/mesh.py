@@ -36,7 +36,7 @@ import structlog
 
 from grace.errors import EventError, MeshError
 from grace.ledger.audit import AuditSink
-from grace.mesh._eager import call_with_timeout, finish, start
+from grace.mesh._eager import call_with_timeout, run_now
 from grace.mesh.config import MeshConfig, load_mesh_config
 from grace.mesh.deadletter import DeadLetter, DeadLetterStore
 from grace.mesh.event import EventPriority, TriggerEvent
@@ -550,40 +550,66 @@ class TriggerMesh:
     # -- dispatching ---------------------------------------------------------------------
 
     async def _deliver(self, event: TriggerEvent, subscriber: str | None, final: bool) -> bool:
-        """The transport's callback: run the local handlers; True if all succeeded."""
+        """The transport's callback: run the local handlers; True if all succeeded.
+
+        Each handler's first attempt runs eagerly; only handlers that wait, or fail and
+        must be retried, continue as tasks.
+        """
         targets: Sequence[_Target] = self._targets(event.event_type)
         if subscriber is not None:
             targets = [t for t in targets if t.name == subscriber]
-        if len(targets) == 1:
-            return await self._deliver_one(event, targets[0], final)
-        # Run each delivery eagerly; only those that have to wait become tasks.
-        ok = True
-        waiting: list[asyncio.Future[bool]] = []
+        slow: list[Awaitable[bool]] = []
         for target in targets:
-            coro = self._deliver_one(event, target, final)
-            yielded, result = start(coro)
-            if yielded is None:
-                ok = ok and bool(result)
-            else:
-                waiting.append(asyncio.ensure_future(finish(coro, yielded)))
-        if waiting:
-            ok = all(await asyncio.gather(*waiting)) and ok
-        return ok
-
-    async def _deliver_one(self, event: TriggerEvent, target: _Target, final: bool = True) -> bool:
-        settings = self.settings
-        error = ""
-        for attempt in range(1, settings.max_attempts + 1):
             try:
-                await call_with_timeout(target.handler(event), settings.handler_timeout_s)
-            except TimeoutError:
-                error = f"timed out after {settings.handler_timeout_s} s"
-            except Exception as e:  # noqa: BLE001 - handler failures are retried, then dead-lettered
-                error = repr(e)
-            else:
+                done, rest = run_now(target.handler(event))
+            except Exception as e:  # noqa: BLE001 - failed at once: retry, then dead-letter
+                slow.append(self._deliver_one(event, target, final, first_error=repr(e)))
+                continue
+            if done:
                 self._delivered += 1
                 self._observe(event, "delivered")
-                return True
+            else:
+                slow.append(self._deliver_one(event, target, final, started=rest))
+        if not slow:
+            return True
+        if len(slow) == 1:
+            return await slow[0]
+        return all(await asyncio.gather(*slow))
+
+    async def _deliver_one(
+        self,
+        event: TriggerEvent,
+        target: _Target,
+        final: bool = True,
+        *,
+        started: Awaitable[Any] | None = None,
+        first_error: str | None = None,
+    ) -> bool:
+        """Deliver with a timeout per attempt and bounded retries; dead-letter when final.
+
+        ``started``: the rest of a first attempt already under way; ``first_error``: the
+        first attempt already failed with this.
+        """
+        settings = self.settings
+        error = first_error or ""
+        for attempt in range(1, settings.max_attempts + 1):
+            if attempt == 1 and first_error is not None:
+                pass
+            else:
+                try:
+                    if attempt == 1 and started is not None:
+                        async with asyncio.timeout(settings.handler_timeout_s):
+                            await started
+                    else:
+                        await call_with_timeout(target.handler(event), settings.handler_timeout_s)
+                except TimeoutError:
+                    error = f"timed out after {settings.handler_timeout_s} s"
+                except Exception as e:  # noqa: BLE001 - retried, then dead-lettered
+                    error = repr(e)
+                else:
+                    self._delivered += 1
+                    self._observe(event, "delivered")
+                    return True
             if attempt < settings.max_attempts and settings.backoff_s:
                 await asyncio.sleep(settings.backoff_s * 2 ** (attempt - 1))
         self._observe(event, "failed")
