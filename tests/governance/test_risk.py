@@ -27,7 +27,7 @@ from grace.governance.risk import ActionRegistry, RiskRule
 )
 def test_default_registry_classifies(action: str, risk: RiskLevel, critical: bool) -> None:
     """Known actions get their rule, HTTP falls back by method, the unknown is medium."""
-    assert ActionRegistry().classify(action) == (risk, critical)
+    assert ActionRegistry().classify(action)[:2] == (risk, critical)
 
 
 def test_first_matching_rule_wins_and_results_are_cached() -> None:
@@ -38,9 +38,10 @@ def test_first_matching_rule_wins_and_results_are_cached() -> None:
             RiskRule(pattern="POST:*", risk=RiskLevel.LOW),
         ]
     )
-    assert registry.classify("POST:/v1/payments") == (RiskLevel.CRITICAL, True)
-    assert registry.classify("POST:/v1/notes") == (RiskLevel.LOW, False)
-    assert registry.classify("POST:/v1/notes") == (RiskLevel.LOW, False)
+    assert registry.classify("POST:/v1/payments") == (RiskLevel.CRITICAL, True, True)
+    assert registry.classify("POST:/v1/notes") == (RiskLevel.LOW, False, True)
+    assert registry.classify("POST:/v1/notes") == (RiskLevel.LOW, False, True)
+    assert ActionRegistry().classify("DELETE:/v1/items/{id}").reversible is False
 
 
 def test_risk_levels_are_ordered() -> None:

@@ -74,6 +74,8 @@ class Facts:
     """Content-analyzer findings (``kind``, ``principle``, ``severity``, ``rule``…)."""
     approved: bool = False
     approvals: int = 0
+    reversible: bool = True
+    """From the action registry: can the action be undone?"""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,7 +191,7 @@ class Gate:
                 reasons=(Reason(message="governance is off for this action"),),
                 decided_at=now,
             )
-        risk, critical = self._registry.classify(request.action)
+        risk, critical, reversible = self._registry.classify(request.action)
         if request.declared_risk is not None:
             risk = risk.at_least(request.declared_risk)
         trust: float | None = None
@@ -198,7 +200,9 @@ class Gate:
         observed: tuple[Reason, ...] = ()
         try:
             async with asyncio.timeout(self.settings.decision_timeout_s):
-                outcome, reasons, observed, trust, approval_id = await self._judge(request, risk)
+                outcome, reasons, observed, trust, approval_id = await self._judge(
+                    request, risk, reversible
+                )
         except Exception as e:  # noqa: BLE001 - could not decide ⇒ rejected (fail closed)
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             outcome = Outcome.REJECTED
@@ -235,7 +239,7 @@ class Gate:
         return await self._record(request, decision)
 
     async def _judge(
-        self, request: ActionRequest, risk: RiskLevel
+        self, request: ActionRequest, risk: RiskLevel, reversible: bool
     ) -> tuple[Outcome, tuple[Reason, ...], tuple[Reason, ...], float, str | None]:
         findings = tuple(
             self._analyze(
@@ -256,7 +260,12 @@ class Gate:
             if approval is not None and approval.state is ApprovalState.APPROVED:
                 approved, approvals, approval_id = True, len(approval.approvers), approval.id
         facts = Facts(
-            risk=risk, trust=trust, findings=findings, approved=approved, approvals=approvals
+            risk=risk,
+            trust=trust,
+            findings=findings,
+            approved=approved,
+            approvals=approvals,
+            reversible=reversible,
         )
         verdict = self.policies.evaluate(request, facts)
         outcome, reasons = verdict.outcome, verdict.reasons

@@ -1,6 +1,6 @@
 """The server-side action registry: how risky an action is, decided here, never by the caller.
 
-Rules are ``(pattern, risk, critical)`` in order; the first whose pattern matches the
+Rules are ``(pattern, risk, critical, reversible)`` in order; the first whose pattern matches the
 action wins. Patterns are shell-style (``*`` any run of characters, ``?`` one, ``[...]``
 a set), matched case-sensitively against the whole action name. HTTP actions are named
 ``METHOD:/route/{template}``; when no rule matches them the method decides (safe methods
@@ -19,11 +19,11 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from grace.governance.model import RiskLevel
 
-__all__ = ["DEFAULT_RULES", "ActionRegistry", "RiskRule"]
+__all__ = ["DEFAULT_RULES", "ActionInfo", "ActionRegistry", "RiskRule"]
 
 _HTTP_DEFAULTS: Final[Mapping[str, RiskLevel]] = {
     "GET": RiskLevel.LOW,
@@ -44,6 +44,8 @@ class RiskRule:
     pattern: str
     risk: RiskLevel
     critical: bool = False
+    reversible: bool = True
+    """False for actions that cannot be undone (deletions, ledger changes)."""
 
     def __post_init__(self) -> None:
         if not self.pattern or self.pattern != self.pattern.strip():
@@ -73,12 +75,20 @@ DEFAULT_RULES: Final[tuple[RiskRule, ...]] = (
     RiskRule(pattern="avn:harden_security", risk=RiskLevel.HIGH),
     # Changes to Grace itself.
     RiskRule(pattern="system:policy_*", risk=RiskLevel.CRITICAL, critical=True),
-    RiskRule(pattern="system:ledger_*", risk=RiskLevel.CRITICAL, critical=True),
+    RiskRule(pattern="system:ledger_*", risk=RiskLevel.CRITICAL, critical=True, reversible=False),
     RiskRule(pattern="system:*", risk=RiskLevel.HIGH, critical=True),
     # Grace's own API: approving is a governance act, deciding is routine for PEPs.
     RiskRule(pattern="POST:/v1/approvals/*", risk=RiskLevel.HIGH, critical=True),
     RiskRule(pattern="POST:/v1/decide*", risk=RiskLevel.LOW),
 )
+
+
+class ActionInfo(NamedTuple):
+    """What the registry says about an action."""
+
+    risk: RiskLevel
+    critical: bool
+    reversible: bool
 
 
 class ActionRegistry:
@@ -89,10 +99,10 @@ class ActionRegistry:
         self._compiled = tuple(
             (re.compile(fnmatch.translate(rule.pattern)), rule) for rule in self.rules
         )
-        self._cache: dict[str, tuple[RiskLevel, bool]] = {}
+        self._cache: dict[str, ActionInfo] = {}
 
-    def classify(self, action: str) -> tuple[RiskLevel, bool]:
-        """``(risk, critical)`` of an action name."""
+    def classify(self, action: str) -> ActionInfo:
+        """``(risk, critical, reversible)`` of an action name."""
         found = self._cache.get(action)
         if found is not None:
             return found
@@ -102,11 +112,11 @@ class ActionRegistry:
         self._cache[action] = found
         return found
 
-    def _classify(self, action: str) -> tuple[RiskLevel, bool]:
+    def _classify(self, action: str) -> ActionInfo:
         for regex, rule in self._compiled:
             if regex.match(action):
-                return rule.risk, rule.critical
+                return ActionInfo(rule.risk, rule.critical, rule.reversible)
         method, sep, _ = action.partition(":/")
         if sep and method in _HTTP_DEFAULTS:
-            return _HTTP_DEFAULTS[method], False
-        return RiskLevel.MEDIUM, False
+            return ActionInfo(_HTTP_DEFAULTS[method], False, method != "DELETE")
+        return ActionInfo(RiskLevel.MEDIUM, False, True)

@@ -75,7 +75,12 @@ class GovernanceWiring:
                 principal=self.system,
                 action=f"avn:{action}",
                 resource=f"component:{component}",
-                context={"anomaly_id": anomaly_id, "severity": severity, **(details or {})},
+                context={
+                    "anomaly_id": anomaly_id,
+                    "severity": severity,
+                    "reason": f"heal anomaly {anomaly_id} ({severity}) on {component}",
+                    **(details or {}),
+                },
                 is_autonomous=True,
                 declared_risk=_SEVERITY_RISK.get(severity.lower()),
                 source="avn",
