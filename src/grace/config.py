@@ -23,7 +23,7 @@ from pydantic_settings import (
 from grace.errors import ConfigError
 from grace.ledger import LedgerConfig
 
-__all__ = ["GraceSettings", "LedgerSettings", "load_settings"]
+__all__ = ["GovernanceSettings", "GraceSettings", "LedgerSettings", "load_settings"]
 
 CONFIG_FILE_ENV = "GRACE_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "grace.toml"
@@ -55,6 +55,38 @@ class LedgerSettings(BaseModel):
         )
 
 
+class GovernanceSettings(BaseModel):
+    """``[governance]``: the gate and its HTTP enforcement point."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["off", "log", "critical", "enforce"] = "enforce"
+    mode_overrides: dict[str, Literal["off", "log", "critical", "enforce"]] = Field(
+        default_factory=dict,
+        description="Action pattern (shell-style) -> mode; first match wins over `mode`.",
+    )
+    policy_dir: Path | None = Field(
+        default=None, description="A directory of *.cedar files and one schema; default: packaged."
+    )
+    trust_threshold: float = Field(default=0.5, ge=0, le=1)
+    parliament_quorum: int = Field(default=2, ge=2)
+    decision_timeout_s: float = Field(default=2.0, gt=0)
+    approval_ttl_s: float = Field(default=3600.0, gt=0)
+    default_trust: float = Field(
+        default=0.75,
+        ge=0,
+        le=1,
+        description="Trust of every principal until the trust store lands.",
+    )
+    exempt_paths: tuple[str, ...] = ("/health", "/metrics", "/favicon.ico")
+    max_body_bytes: int = Field(default=1 << 20, ge=1)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    jwt_key_files: tuple[Path, ...] = ()
+    trusted_proxy_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
 class GraceSettings(BaseSettings):
     """All of Grace's settings (``GRACE_`` environment prefix, optional ``grace.toml``)."""
 
@@ -71,6 +103,9 @@ class GraceSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
     ledger: LedgerSettings = LedgerSettings()
+    governance: GovernanceSettings = GovernanceSettings()
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=1, le=65535)
 
     @classmethod
     def settings_customise_sources(

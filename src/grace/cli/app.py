@@ -12,6 +12,8 @@ from grace._version import __version__
 from grace.cli._logging import configure_logging
 from grace.cli.audit import audit_app
 from grace.cli.demo import demo
+from grace.cli.governance import approvals_app, keys_app, policy_app, principals_app
+from grace.cli.serve import serve
 from grace.config import GraceSettings, load_settings
 from grace.errors import GraceError
 
@@ -24,7 +26,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(audit_app, name="audit")
+app.add_typer(principals_app, name="principals")
+app.add_typer(keys_app, name="keys")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(policy_app, name="policy")
 app.command()(demo)
+app.command()(serve)
 
 
 def _version(value: bool) -> None:

@@ -33,6 +33,7 @@ import rfc8785
 
 from grace.errors import ApprovalError
 from grace.governance.model import ActionRequest
+from grace.ledger.audit import AuditSink
 from grace.types import Clock
 
 __all__ = ["Approval", "ApprovalState", "ApprovalStore", "request_hash"]
@@ -116,9 +117,12 @@ def _parse(text: str) -> _dt.datetime:
 class ApprovalStore:
     """SQLite-backed approvals; blocking calls run on a worker thread."""
 
-    def __init__(self, path: Path, *, clock: Clock, ttl_s: float = 3600.0) -> None:
+    def __init__(
+        self, path: Path, *, clock: Clock, ttl_s: float = 3600.0, audit: AuditSink | None = None
+    ) -> None:
         self.path = path
         self._clock = clock
+        self._audit = audit
         self._ttl = _dt.timedelta(seconds=ttl_s)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
@@ -161,6 +165,7 @@ class ApprovalStore:
             expires_at=now + self._ttl,
         )
         await self._run(self._insert, approval)
+        await self._record(approval.requester, "approval.request", approval, "pending")
         return approval
 
     def _insert(self, a: Approval) -> None:
@@ -254,6 +259,7 @@ class ApprovalStore:
     async def _vote(self, approval_id: str, approver: str, vote: str, comment: str) -> Approval:
         result: Approval = await self._run(self._vote_sync, approval_id, approver, vote, comment)
         self._signal(approval_id)
+        await self._record(approver, f"approval.{vote}", result, str(result.state), comment=comment)
         return result
 
     def _vote_sync(self, approval_id: str, approver: str, vote: str, comment: str) -> Approval:
@@ -300,7 +306,34 @@ class ApprovalStore:
         used: bool = await self._run(self._consume_sync, approval_id, digest)
         if used:
             self._signal(approval_id)
+            approval = await self.get(approval_id)
+            if approval is not None:
+                await self._record(request.principal.id, "approval.use", approval, "consumed")
         return used
+
+    async def _record(
+        self, actor: str, action: str, approval: Approval, result: str, *, comment: str = ""
+    ) -> None:
+        """Put an approval step in the ledger (a failure propagates: nothing unrecorded)."""
+        if self._audit is None:
+            return
+        await self._audit.append(
+            subsystem="governance",
+            actor=actor,
+            action=action,
+            resource=approval.id,
+            result=result,
+            payload={
+                "approval_id": approval.id,
+                "request_hash": approval.request_hash,
+                "requester": approval.requester,
+                "requested_action": approval.action,
+                "requested_resource": approval.resource,
+                "quorum": approval.quorum,
+                "approvers": list(approval.approvers),
+                "comment": comment,
+            },
+        )
 
     def _consume_sync(self, approval_id: str, digest: str) -> bool:
         c = self._conn

@@ -42,6 +42,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DECISION_HEADER: Final = "grace-decision-id"
 APPROVAL_HEADER: Final = "grace-approval-id"
+REASON_HEADER: Final = "grace-reason"
+"""Why the caller acts (the follow_why principle asks significant actions for one)."""
 _PROBLEM: Final = b"application/problem+json"
 
 
@@ -111,13 +113,16 @@ class GovernanceMiddleware:
                 "method": scope["method"],
                 "path": scope["path"],
                 "query": scope.get("query_string", b"").decode("latin-1"),
+                "reason": headers.get(REASON_HEADER, ""),
                 "body": (
                     _body_value(body, headers.get("content-type", ""))
                     if marker is None or marker.inspect_body
                     else {"omitted_bytes": len(body)}
                 ),
             },
-            is_autonomous=marker.is_autonomous if marker else principal.kind != "human",
+            # Autonomy tiers govern declared autonomous actions (routes marked so, the
+            # wiring helpers); a plain HTTP call is a request by its principal.
+            is_autonomous=marker.is_autonomous if marker else False,
             declared_risk=marker.risk_level if marker else None,
             source="http",
             approval_id=headers.get(APPROVAL_HEADER) or None,

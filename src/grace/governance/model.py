@@ -181,6 +181,6 @@ class TrustSource(Protocol):
 class EventPublisher(Protocol):
     """Where decisions are announced (the mesh's publisher handle implements it)."""
 
-    async def emit(self, event_type: str, payload: Mapping[str, Any] | None = None) -> object:
+    async def emit(self, event_type: str, payload: Mapping[str, Any] | None = None, /) -> object:
         """Emit an event of ``event_type``."""
         ...

@@ -18,13 +18,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from grace._version import __version__
 from grace.governance.middleware import GovernanceMiddleware
-from grace.server.governance_api import GovernanceAPI
+from grace.server.governance_api import GovernanceServices
 from grace.server.governance_api import router as governance_router
 
 __all__ = ["RuntimeFactory", "create_app"]
 
-RuntimeFactory = Callable[[], Awaitable[tuple[GovernanceAPI, Callable[[], Awaitable[None]]]]]
-"""Starts what the app serves: returns the governance API and a stop coroutine."""
+RuntimeFactory = Callable[[], Awaitable[tuple[GovernanceServices, Callable[[], Awaitable[None]]]]]
+"""Starts what the app serves: returns the governance services and a stop coroutine."""
 
 
 def create_app(

@@ -7,7 +7,7 @@ for other principals, ``approver`` may decide approvals, ``auditor`` may read th
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,15 +21,26 @@ from grace.governance.model import ActionRequest, Principal
 from grace.governance.principals import PrincipalRegistry
 from grace.governance.wiring import require_governance
 
-__all__ = ["GovernanceAPI", "router"]
+__all__ = ["GovernanceAPI", "GovernanceServices", "router"]
 
 router = APIRouter(prefix="/v1", tags=["governance"])
 
 MAX_BATCH = 100
 
 
+class GovernanceServices(Protocol):
+    """What the routes and the middleware need (``app.state.governance``); the runtime's
+    :class:`~grace.runtime.Grace` provides it."""
+
+    gate: Gate
+    approvals: ApprovalStore
+    principals: PrincipalRegistry
+    decisions: DecisionIndex
+    authenticator: Authenticator
+
+
 class GovernanceAPI:
-    """What the routes need (put on ``app.state.governance`` by the app factory)."""
+    """A plain :class:`GovernanceServices` (for embedding and tests)."""
 
     def __init__(
         self,
@@ -47,9 +58,9 @@ class GovernanceAPI:
         self.decisions = decisions
 
 
-def _api(request: Request) -> GovernanceAPI:
-    api = getattr(request.app.state, "governance", None)
-    if not isinstance(api, GovernanceAPI):  # pragma: no cover - the factory always sets it
+def _api(request: Request) -> GovernanceServices:
+    api: GovernanceServices | None = getattr(request.app.state, "governance", None)
+    if api is None:  # pragma: no cover - the lifespan sets it before serving
         raise HTTPException(503, "governance is not configured")
     return api
 
@@ -61,7 +72,7 @@ def _caller(request: Request) -> Principal:
     return principal
 
 
-Api = Annotated[GovernanceAPI, Depends(_api)]
+Api = Annotated[GovernanceServices, Depends(_api)]
 Caller = Annotated[Principal, Depends(_caller)]
 
 
@@ -84,7 +95,7 @@ class DecideBody(BaseModel):
     approval_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
-async def _decide(api: GovernanceAPI, body: DecideBody, index: int) -> dict[str, Any]:
+async def _decide(api: GovernanceServices, body: DecideBody, index: int) -> dict[str, Any]:
     principal = api.principals.get(body.principal_id)
     if principal is None:
         raise HTTPException(422, f"unknown principal {body.principal_id!r}")
@@ -178,7 +189,7 @@ class VoteBody(BaseModel):
 
 
 async def _vote(
-    api: GovernanceAPI, caller: Principal, approval_id: str, approve: bool, comment: str
+    api: GovernanceServices, caller: Principal, approval_id: str, approve: bool, comment: str
 ) -> dict[str, Any]:
     _require_role(caller, "approver")
     try:

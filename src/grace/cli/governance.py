@@ -1,0 +1,220 @@
+"""``grace principals``, ``grace keys``, ``grace approvals``, ``grace policy``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from grace.cli._common import DataDirOption, data_dir_of, run, settings_of
+from grace.errors import ApprovalError, LedgerLocked
+from grace.governance.approvals import ApprovalState, ApprovalStore
+from grace.governance.constitution import Constitution
+from grace.governance.model import PrincipalKind
+from grace.governance.principals import PrincipalRegistry
+from grace.ledger import Ledger
+from grace.types import SystemClock
+
+__all__ = ["approvals_app", "keys_app", "policy_app", "principals_app"]
+
+principals_app = typer.Typer(
+    help="Register principals (humans, agents, services).", no_args_is_help=True
+)
+keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
+approvals_app = typer.Typer(help="List and decide approval requests.", no_args_is_help=True)
+policy_app = typer.Typer(help="Check the constitution (Cedar policies).", no_args_is_help=True)
+out = Console(highlight=False)
+
+
+def _registry(ctx: typer.Context, data_dir: Path | None) -> PrincipalRegistry:
+    return PrincipalRegistry(data_dir_of(ctx, data_dir) / "principals.db", clock=SystemClock())
+
+
+@principals_app.command("add")
+def principals_add(
+    ctx: typer.Context,
+    principal_id: Annotated[str, typer.Argument(help="Unique id, e.g. alice or agent-7.")],
+    kind: Annotated[PrincipalKind, typer.Option(help="human, agent, service or system.")],
+    role: Annotated[
+        list[str] | None, typer.Option("--role", "-r", help="A role (repeatable).")
+    ] = None,
+    tier: Annotated[int, typer.Option(min=0, max=3, help="Autonomy tier (agents).")] = 0,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Register a principal."""
+    registry = _registry(ctx, data_dir)
+    try:
+        p = registry.add(principal_id, kind=kind, roles=role or [], autonomy_tier=tier)
+    finally:
+        registry.close()
+    out.print(f"added {p.kind} [bold]{p.id}[/] roles={sorted(p.roles)} tier={p.autonomy_tier}")
+
+
+@principals_app.command("list")
+def principals_list(ctx: typer.Context, data_dir: DataDirOption = None) -> None:
+    """Show the registered principals."""
+    registry = _registry(ctx, data_dir)
+    try:
+        table = Table("id", "kind", "roles", "tier", "keys")
+        for p in registry.all():
+            keys = registry.keys_of(p.id)
+            active = sum(1 for _, _, revoked in keys if not revoked)
+            table.add_row(
+                p.id, str(p.kind), ", ".join(sorted(p.roles)), str(p.autonomy_tier), str(active)
+            )
+    finally:
+        registry.close()
+    out.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    principal: Annotated[str, typer.Option("--principal", "-p", help="Whose key.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an API key and print it — this is the only time it is shown."""
+    registry = _registry(ctx, data_dir)
+    try:
+        key = registry.create_key(principal)
+    finally:
+        registry.close()
+    typer.echo(key)
+    Console(stderr=True).print("store it now: Grace keeps only its hash")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="The id part of grace_<id>_<secret>.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Revoke an API key."""
+    registry = _registry(ctx, data_dir)
+    try:
+        revoked = registry.revoke_key(key_id)
+    finally:
+        registry.close()
+    if not revoked:
+        out.print(f"[red]no active key {key_id}[/]")
+        raise typer.Exit(1)
+    out.print(f"revoked {key_id}")
+
+
+@approvals_app.command("list")
+def approvals_list(
+    ctx: typer.Context,
+    state: Annotated[
+        ApprovalState | None, typer.Option(help="Only this state.")
+    ] = ApprovalState.PENDING,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show approval requests (pending ones by default)."""
+    store = ApprovalStore(data_dir_of(ctx, data_dir) / "governance.db", clock=SystemClock())
+
+    async def go() -> Table:
+        table = Table("id", "state", "requester", "action", "resource", "votes", "expires")
+        for a in await store.find(state=state):
+            table.add_row(
+                a.id,
+                str(a.state),
+                a.requester,
+                a.action,
+                a.resource,
+                f"{len(a.approvers)}/{a.quorum}",
+                a.expires_at.strftime("%Y-%m-%d %H:%M"),
+            )
+        return table
+
+    try:
+        out.print(run(go()))
+    finally:
+        store.close()
+
+
+def _decide(
+    ctx: typer.Context,
+    data_dir: Path | None,
+    approval_id: str,
+    approver: str,
+    approve: bool,
+    comment: str,
+) -> None:
+    settings = settings_of(ctx)
+    path = data_dir_of(ctx, data_dir)
+    registry = PrincipalRegistry(path / "principals.db", clock=SystemClock())
+    try:
+        principal = registry.get(approver)
+    finally:
+        registry.close()
+    if principal is None or "approver" not in principal.roles:
+        out.print(f"[red]{approver!r} is not a registered principal with the approver role[/]")
+        raise typer.Exit(1)
+
+    async def go() -> str:
+        try:
+            ledger = await Ledger.open(path, config=settings.ledger.to_config())
+        except LedgerLocked as e:
+            raise ApprovalError(
+                f"{e}. While the server runs, decide through its API: "
+                f"POST /v1/approvals/{approval_id}/{'approve' if approve else 'reject'} "
+                "with the approver's API key"
+            ) from e
+        store = ApprovalStore(path / "governance.db", clock=SystemClock(), audit=ledger)
+        try:
+            if approve:
+                result = await store.approve(approval_id, approver, comment=comment)
+            else:
+                result = await store.reject(approval_id, approver, comment=comment)
+            return (
+                f"{result.id}: {result.state} ({len(result.approvers)}/{result.quorum} approvals)"
+            )
+        finally:
+            store.close()
+            await ledger.close()
+
+    out.print(asyncio.run(go()))
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    ctx: typer.Context,
+    approval_id: Annotated[str, typer.Argument()],
+    approver: Annotated[str, typer.Option("--as", help="The approving principal (approver role).")],
+    comment: Annotated[str, typer.Option(help="Why.")] = "",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Approve a request (recorded in the ledger; never your own)."""
+    _decide(ctx, data_dir, approval_id, approver, True, comment)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    ctx: typer.Context,
+    approval_id: Annotated[str, typer.Argument()],
+    approver: Annotated[str, typer.Option("--as", help="The rejecting principal (approver role).")],
+    comment: Annotated[str, typer.Option(help="Why.")] = "",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Reject a request (recorded in the ledger)."""
+    _decide(ctx, data_dir, approval_id, approver, False, comment)
+
+
+@policy_app.command("validate")
+def policy_validate(
+    policy_dir: Annotated[
+        Path | None, typer.Argument(help="A policy directory (default: the packaged constitution).")
+    ] = None,
+) -> None:
+    """Parse and schema-check every policy; exit 2 naming each problem."""
+    constitution = Constitution(policy_dir)
+    metas = constitution.policies
+    staged = sum(1 for m in metas.values() if str(m.mode) == "log")
+    out.print(
+        f"[green]valid[/]: {len(metas)} policies ({staged} staged in log mode), "
+        f"digest {constitution.digest[:16]}"
+    )

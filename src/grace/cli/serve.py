@@ -1,0 +1,47 @@
+"""``grace serve``: run the Grace server (uvicorn) in the foreground."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+
+from grace.cli._common import DataDirOption, settings_of
+
+__all__ = ["serve"]
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Interface (default: settings.host).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port (default: settings.port).")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Start Grace: ledger, constitution, gate, mesh and the HTTP API."""
+    import uvicorn
+
+    from grace.runtime import Grace
+    from grace.server import create_app
+    from grace.server.governance_api import GovernanceServices
+
+    settings = settings_of(ctx)
+    updates = {
+        k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None
+    }
+    if updates:
+        settings = settings.model_copy(update=updates)
+
+    async def runtime() -> tuple[GovernanceServices, Callable[[], Awaitable[None]]]:
+        grace = await Grace.start(settings)
+        return grace, grace.stop
+
+    uvicorn.run(
+        create_app(runtime, exempt_paths=settings.governance.exempt_paths),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
