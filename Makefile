@@ -7,7 +7,7 @@ STAMP_RUN := $(VENV)/.stamp-run
 STAMP_TEST := $(VENV)/.stamp-test
 DATA_DIR ?= .grace
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run demo test lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
+	$(BIN)/grace serve --data-dir $(DATA_DIR)
+
+demo: $(STAMP_RUN)
 	$(BIN)/grace demo --data-dir $(DATA_DIR)
 
 lint: $(STAMP_TEST)
@@ -38,6 +41,7 @@ test: lint typecheck unit
 
 bench: $(STAMP_RUN)
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/mesh.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

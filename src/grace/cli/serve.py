@@ -38,6 +38,15 @@ def serve(
         grace = await Grace.start(settings)
         return grace, grace.stop
 
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(
+        f"[bold]Grace[/] serving on http://{settings.host}:{settings.port} "
+        f"(data dir {settings.data_dir}, governance mode {settings.governance.mode}).\n"
+        "Every route needs credentials; make one with:\n"
+        f"  grace principals add alice --kind human --role approver -d {settings.data_dir}\n"
+        f"  grace keys create --principal alice -d {settings.data_dir}"
+    )
     uvicorn.run(
         create_app(runtime, exempt_paths=settings.governance.exempt_paths),
         host=settings.host,

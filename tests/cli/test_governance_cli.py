@@ -1,0 +1,123 @@
+"""Principals, keys, approvals and policy commands, and `grace serve`, as real processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.cli.test_audit_cli import grace
+
+POLICIES = Path(__file__).resolve().parents[2] / "src" / "grace" / "governance" / "policies"
+
+
+def test_principals_and_keys(tmp_path: Path) -> None:
+    """A principal is added and listed; its key is printed once and then counted."""
+    added = grace(
+        "principals",
+        "add",
+        "alice",
+        "--kind",
+        "human",
+        "--role",
+        "approver",
+        "-d",
+        "d",
+        cwd=tmp_path,
+    )
+    assert added.returncode == 0, added.stderr
+    dup = grace("principals", "add", "alice", "--kind", "human", "-d", "d", cwd=tmp_path)
+    assert dup.returncode == 2
+    assert "already exists" in dup.stderr
+    key = grace("keys", "create", "--principal", "alice", "-d", "d", cwd=tmp_path)
+    assert key.returncode == 0
+    assert key.stdout.startswith("grace_")
+    listed = grace("principals", "list", "-d", "d", cwd=tmp_path)
+    assert "alice" in listed.stdout
+    key_id = key.stdout.strip().split("_")[1]
+    assert grace("keys", "revoke", key_id, "-d", "d", cwd=tmp_path).returncode == 0
+    assert grace("keys", "revoke", key_id, "-d", "d", cwd=tmp_path).returncode == 1
+
+
+def test_policy_validate_reports_broken_files(tmp_path: Path) -> None:
+    """The packaged constitution validates; a broken copy exits 2 naming the file."""
+    ok = grace("policy", "validate", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "valid" in ok.stdout
+    broken = tmp_path / "policies"
+    shutil.copytree(POLICIES, broken)
+    (broken / "oops.cedar").write_text("forbid (principal, action, resource) when {")
+    bad = grace("policy", "validate", str(broken), cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "oops.cedar" in bad.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_runs_governs_and_stops_cleanly(tmp_path: Path) -> None:
+    """`grace serve` answers /health, refuses anonymous calls, serves a keyed one, and exits
+    on SIGINT leaving a verifiable ledger."""
+    assert (
+        grace(
+            "principals",
+            "add",
+            "carol",
+            "--kind",
+            "human",
+            "--role",
+            "auditor",
+            "-d",
+            "d",
+            cwd=tmp_path,
+        ).returncode
+        == 0
+    )
+    key = grace("keys", "create", "-p", "carol", "-d", "d", cwd=tmp_path).stdout.strip()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRACE_")}
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "grace", "serve", "--port", str(port), "-d", "d"],
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).json() == {"status": "ok"}:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "grace serve did not come up"
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/v1/approvals").status_code == 401
+        ok = httpx.get(f"{url}/v1/approvals", headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200, ok.text
+        assert ok.json() == []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, log.read_text()
+    verify = grace("audit", "verify", "-d", "d", cwd=tmp_path)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
