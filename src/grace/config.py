@@ -68,6 +68,9 @@ class GovernanceSettings(BaseModel):
     policy_dir: Path | None = Field(
         default=None, description="A directory of *.cedar files and one schema; default: packaged."
     )
+    policy_reload_interval_s: float = Field(
+        default=2.0, ge=0, description="How often policy_dir is checked for changes (0: never)."
+    )
     trust_threshold: float = Field(default=0.5, ge=0, le=1)
     parliament_quorum: int = Field(default=2, ge=2)
     decision_timeout_s: float = Field(default=2.0, gt=0)

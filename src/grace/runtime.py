@@ -12,7 +12,8 @@ decision index).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -26,6 +27,7 @@ from grace.governance.engine import ConstitutionEngine
 from grace.governance.gate import Gate, GateSettings, StaticTrust
 from grace.governance.model import EnforcementMode, PrincipalKind, RiskLevel
 from grace.governance.principals import PrincipalRegistry
+from grace.governance.reload import PolicyReloader
 from grace.governance.wiring import GovernanceWiring
 from grace.ledger import Ledger
 from grace.mesh import TriggerMesh, load_mesh_config
@@ -56,6 +58,8 @@ class Grace:
     gate: Gate
     authenticator: Authenticator
     wiring: GovernanceWiring
+    reloader: PolicyReloader | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: GraceSettings, *, clock: Clock | None = None) -> Grace:
@@ -74,8 +78,9 @@ class Grace:
             decisions = DecisionIndex(data / "governance.db")
             trust = StaticTrust(gov.default_trust)
             mesh.set_trust_scorer(trust.score)
+            engine = ConstitutionEngine(constitution, quorum=gov.parliament_quorum)
             gate = Gate(
-                policies=ConstitutionEngine(constitution, quorum=gov.parliament_quorum),
+                policies=engine,
                 analyze=_analyzer(),
                 ledger=ledger,
                 approvals=approvals,
@@ -117,7 +122,14 @@ class Grace:
         log.info(
             "grace_started", data_dir=str(data), mode=gov.mode, policies=constitution.digest[:12]
         )
-        return cls(
+        reloader = (
+            PolicyReloader(
+                engine, gov.policy_dir, audit=ledger, interval_s=gov.policy_reload_interval_s
+            )
+            if gov.policy_dir is not None and gov.policy_reload_interval_s > 0
+            else None
+        )
+        grace = cls(
             settings=settings,
             ledger=ledger,
             mesh=mesh,
@@ -128,10 +140,18 @@ class Grace:
             gate=gate,
             authenticator=authenticator,
             wiring=GovernanceWiring(gate, system=system),
+            reloader=reloader,
         )
+        if reloader is not None:
+            grace._tasks.append(asyncio.create_task(reloader.run(), name="grace-policy-reload"))
+        return grace
 
     async def stop(self) -> None:
-        """Drain the mesh, close the stores and the ledger."""
+        """Stop background work, drain the mesh, close the stores and the ledger."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
         await self.mesh.stop()
         self.approvals.close()
         self.decisions.close()
