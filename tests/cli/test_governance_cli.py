@@ -121,3 +121,53 @@ def test_serve_runs_governs_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, log.read_text()
     verify = grace("audit", "verify", "-d", "d", cwd=tmp_path)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+CASES = Path(__file__).resolve().parents[2] / "policies" / "tests" / "constitution.yaml"
+
+
+def test_policy_test_runs_the_shipped_cases(tmp_path: Path) -> None:
+    """The shipped policy cases pass against the packaged constitution."""
+    done = grace("policy", "test", str(CASES), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 failed" in done.stdout
+
+
+def test_policy_test_fails_on_a_wrong_expectation_and_bad_files(tmp_path: Path) -> None:
+    """A case expecting the wrong outcome exits 1; a malformed case file exits 2."""
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(
+        "- name: rm is fine\n  principal: {id: a, kind: human}\n  action: POST:/x\n"
+        "  context: {cmd: 'rm -rf /'}\n  expect: approved\n"
+    )
+    failed = grace("policy", "test", str(wrong), cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "expected approved, got rejected" in failed.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "- name: x\n  principal: {id: a, kind: robot}\n  action: y\n  expect: approved\n"
+    )
+    malformed = grace("policy", "test", str(bad), cwd=tmp_path)
+    assert malformed.returncode == 2
+    assert "case 1" in malformed.stderr
+
+
+def test_policy_explain_names_the_deciding_policy(tmp_path: Path) -> None:
+    """explain shows the facts, the outcome and the policy with its principle."""
+    done = grace(
+        "policy",
+        "explain",
+        "--action",
+        "deploy_model",
+        "--kind",
+        "agent",
+        "--tier",
+        "2",
+        "--autonomous",
+        "--context",
+        '{"reason": "x"}',
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "outcome: requires_approval" in done.stdout
+    assert "[gradual_escalation]" in done.stdout

@@ -218,3 +218,83 @@ def policy_validate(
         f"[green]valid[/]: {len(metas)} policies ({staged} staged in log mode), "
         f"digest {constitution.digest[:16]}"
     )
+
+
+@policy_app.command("test")
+def policy_test(
+    cases_file: Annotated[
+        Path, typer.Argument(help="YAML file of cases (see grace.governance.policytest).")
+    ],
+    policy_dir: Annotated[
+        Path | None, typer.Option(help="Policies to test (default: packaged).")
+    ] = None,
+) -> None:
+    """Run policy test cases; exit 1 if any case gets another outcome than expected."""
+    from grace.governance.engine import ConstitutionEngine
+    from grace.governance.policytest import load_cases, run_cases
+
+    results = run_cases(ConstitutionEngine(Constitution(policy_dir)), load_cases(cases_file))
+    table = Table("case", "expected", "got", "result")
+    for r in results:
+        table.add_row(
+            r.case.name,
+            str(r.case.expect),
+            str(r.verdict.outcome),
+            "[green]pass[/]" if r.passed else f"[red]FAIL[/] {r.problem}",
+        )
+    out.print(table)
+    failed = sum(not r.passed for r in results)
+    out.print(f"{len(results) - failed} passed, {failed} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
+@policy_app.command("explain")
+def policy_explain(
+    action: Annotated[str, typer.Option(help="The action, e.g. deploy_model or POST:/v1/items.")],
+    principal: Annotated[str, typer.Option(help="Principal id.")] = "someone",
+    kind: Annotated[PrincipalKind, typer.Option(help="Principal kind.")] = PrincipalKind.HUMAN,
+    role: Annotated[list[str] | None, typer.Option("--role", help="A role (repeatable).")] = None,
+    tier: Annotated[int, typer.Option(min=0, max=3)] = 0,
+    resource: Annotated[str, typer.Option()] = "",
+    context: Annotated[str, typer.Option(help="The request context as JSON.")] = "{}",
+    autonomous: Annotated[bool, typer.Option("--autonomous")] = False,
+    trust: Annotated[float, typer.Option(min=0, max=1)] = 0.75,
+    approvals: Annotated[int, typer.Option(min=0)] = 0,
+    policy_dir: Annotated[Path | None, typer.Option(help="Policies (default: packaged).")] = None,
+) -> None:
+    """Show the facts the gate would establish and which policies decide, and why."""
+    import orjson
+
+    from grace.governance.engine import ConstitutionEngine
+    from grace.governance.model import ActionRequest, Principal
+    from grace.governance.policytest import explain
+
+    try:
+        ctx = orjson.loads(context)
+    except orjson.JSONDecodeError as e:
+        raise typer.BadParameter(f"--context is not JSON: {e}") from e
+    if not isinstance(ctx, dict):
+        raise typer.BadParameter("--context must be a JSON object")
+    request = ActionRequest(
+        request_id="explain",
+        principal=Principal(
+            id=principal, kind=kind, roles=frozenset(role or []), autonomy_tier=tier
+        ),
+        action=action,
+        resource=resource,
+        context=ctx,
+        is_autonomous=autonomous,
+        source="cli",
+    )
+    facts, verdict = explain(
+        ConstitutionEngine(Constitution(policy_dir)), request, trust=trust, approvals=approvals
+    )
+    out.print(
+        f"risk {facts.risk}, trust {facts.trust:.2f}, reversible {facts.reversible}, "
+        f"findings {[str(getattr(f, 'kind', f)) for f in facts.findings] or 'none'}"
+    )
+    out.print(f"outcome: [bold]{verdict.outcome}[/]")
+    for r in verdict.reasons:
+        out.print(f"  - {r.policy_id or '(finding)'} [{r.principle}] {r.message}", markup=False)
+    for r in verdict.observed:
+        out.print(f"  ~ staged {r.policy_id}: would deny — {r.message}", markup=False)
