@@ -47,6 +47,7 @@ def register(data_dir: Path) -> dict[str, str]:
     registry.add("bob", kind=PrincipalKind.HUMAN, roles=["approver"])
     registry.add("carol", kind=PrincipalKind.HUMAN, roles=["approver", "auditor"])
     registry.add("agent-7", kind=PrincipalKind.AGENT, autonomy_tier=2)
+    registry.add("batch-svc", kind=PrincipalKind.SERVICE, roles=["approver"])
     keys = {p.id: registry.create_key(p.id) for p in registry.all()}
     registry.close()
     return keys
@@ -239,3 +240,13 @@ async def test_broken_policy_file_never_opens_the_gate(tmp_path: Path) -> None:
         await Grace.start(settings)
     async with await Ledger.open(tmp_path / "data") as ledger:  # nothing left locked
         assert await ledger.size() == 0
+
+
+async def test_default_deny_is_explained(site: Site) -> None:
+    """When no policy permits (a service on a high-risk route), the 403 still says why."""
+    r = await site.http.post("/v1/approvals/apr_x/approve", headers=site.as_("batch-svc"))
+    assert r.status_code == 403
+    problem = r.json()
+    assert problem["reasons"]
+    assert "default deny" in problem["reasons"][0]["message"]
+    assert problem["principles"] == ["least_privilege"]

@@ -19,7 +19,7 @@ from grace.governance.constitution import (
     trust_per_mille,
 )
 from grace.governance.gate import Facts, PolicyVerdict
-from grace.governance.model import ActionRequest, Reason
+from grace.governance.model import ActionRequest, Outcome, Reason
 
 __all__ = ["ConstitutionEngine"]
 
@@ -83,6 +83,15 @@ class ConstitutionEngine:
         )
         reasons = [_reason(m) for m in result.determining if m.effect is Effect.FORBID]
         reasons += [Reason(message=f"policy evaluation error: {e}") for e in result.errors]
+        if result.outcome is Outcome.REJECTED and not reasons:
+            # Cedar denies by default when no permit applies: say so, every denial explained.
+            reasons.append(
+                Reason(
+                    message=f"no policy permits {request.action!r} for a {principal.kind} "
+                    f"principal at {facts.risk} risk (default deny)",
+                    principle="least_privilege",
+                )
+            )
         if reasons:
             reasons += [
                 Reason(
