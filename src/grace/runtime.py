@@ -77,7 +77,10 @@ class Grace:
             )
             decisions = DecisionIndex(data / "governance.db")
             trust = StaticTrust(gov.default_trust)
-            mesh.set_trust_scorer(trust.score)
+            # Mesh publishers are Grace's own in-process components, each holding an
+            # identity handle issued here; until the trust store scores them, they are
+            # trusted as Grace itself.
+            mesh.set_trust_scorer(StaticTrust(1.0).score)
             engine = ConstitutionEngine(constitution, quorum=gov.parliament_quorum)
             gate = Gate(
                 policies=engine,

@@ -75,6 +75,9 @@ class DecisionIndex:
             self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA busy_timeout = 5000")
+            # An index, not a record: the ledger holds every decision durably (with its
+            # decision_id), so this connection need not fsync each row.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as e:
             raise GovernanceError(f"cannot open decision index {path}: {e}") from e

@@ -58,7 +58,7 @@ class ConstitutionEngine:
             principal.id,
             {
                 "kind": str(principal.kind),
-                "roles": sorted(principal.roles),
+                "roles": tuple(sorted(principal.roles)),
                 "autonomy_tier": principal.autonomy_tier,
             },
             request.action,
