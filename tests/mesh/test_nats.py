@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections import Counter
@@ -430,3 +431,34 @@ async def test_unreachable_server_is_a_mesh_error_naming_it(deployment: Deployme
 
     with pytest.raises(MeshError, match=r"nats://127\.0\.0\.1:1"):
         await transport.start(deliver)
+
+
+async def test_send_without_puback_fails_with_mesh_error_after_request_timeout(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    """A publish nobody acknowledges (the stream moved away, a mute listener took the
+    subject) raises MeshError once ``request_timeout_s`` has passed."""
+    transport = deployment.transport(request_timeout_s=0.3)
+
+    async def deliver(event: TriggerEvent, subscriber: str | None, final: bool) -> bool:
+        return True
+
+    await transport.start(deliver)
+    nc = await nats.connect(deployment.servers)
+    try:
+        js = nc.jetstream()
+        config = (await js.stream_info(deployment.stream)).config
+        moved = dataclasses.replace(config, subjects=[f"{deployment.prefix}moved.>"])
+        await js.update_stream(moved)  # the stream no longer answers for the subject...
+        await nc.subscribe(f"{deployment.prefix}.>")  # ...and this listener never replies
+        await nc.flush()
+        event = TriggerEvent.create("anomaly.detected", source="x", actor="x", clock=clock)
+        started = time.monotonic()
+
+        with pytest.raises(MeshError, match="PubAck"):
+            async with asyncio.timeout(5):  # a TimeoutError here: the send waited forever
+                await transport.send(event, priority=False, wait=True)
+
+        assert 0.3 <= time.monotonic() - started < 2.0
+    finally:
+        await nc.close()

@@ -23,8 +23,12 @@ Invariants:
   judgement to a Python check, so overlapping attempts cannot go quadratic.
 * **Cheap when clean.** All strings are joined once; the words of that text (punctuation
   and quotes removed) select the few probes whose trigger words occur; each probe's regex
-  leads with a literal so ``re`` can skip ahead. Only a probe that matches the joined text
-  is run again string by string, to find the paths.
+  leads with a literal so ``re`` can skip ahead. A probe's matches in the joined text are
+  mapped back to their strings, and only those strings are checked again, for the paths.
+  Most requests never reach the walk at all: their orjson serialisation, quotes turned
+  into newlines, *is* the joined text (:func:`_clean_json` says when that holds), and a
+  clean verdict there is final. Property tests pin both shortcuts to the string-by-string
+  result.
 
 Shell text is matched after normalisation: lowercased; quotes, backticks and backslash
 escapes removed; ``${IFS}`` read as a space; argv lists also read joined. So
@@ -41,10 +45,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import datetime as _dt
 import decimal
 import functools
 import ipaddress
+import itertools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -707,6 +713,7 @@ _OFFENSIVE = (
     "rubeus",
 )
 _DISABLE = "disable disables disabled disabling"
+_END = r"(?![a-z0-9])"  # a word ends
 _DISABL = _lit("disabl") + r"(?:e|es|ed|ing)"
 
 # fmt: off
@@ -900,7 +907,8 @@ _RULES: Final[tuple[_Rule, ...]] = (
     _rule("exfiltration.dns_tunnel", _X, _HIGH,
           *(_lo(_lit(c) + r"\s" + _SEG, c, _near(r"\$\(|\$\{|`|\$\w+\.", 0, 0))
             for c in ("dig", "nslookup", "host", "drill")),
-          _lo(_lit("dnscat"), "dnscat dnscat2"), _lo(_lit("iodine") + r"\s", "iodine")),
+          _lo(_lit("dnscat") + r"2?" + _END, "dnscat dnscat2"),
+          _lo(_lit("iodine") + r"\s", "iodine")),
     # ---- network ------------------------------------------------------------------------
     _rule("network.remote_script_exec", _N, _HIGH, *_REMOTE_SCRIPT),
     _rule("network.cloud_metadata", _N, _CRITICAL,
@@ -965,11 +973,11 @@ _RULES: Final[tuple[_Rule, ...]] = (
           _sh(r">\s*[^\s>]*ledger\.db", "ledger")),
     # ---- malware ------------------------------------------------------------------------
     _rule("malware.cryptominer", _W, _CRITICAL,
-          *(_lo(_lit(name), name) for name in _MINERS),
+          *(_lo(_lit(name) + _END, name) for name in _MINERS),
           _lo(r"stratum2?\+(?:tcp|ssl|tls)://", "stratum stratum2"),
           *(_lo(re.escape(pool), pool.split(".", 1)[0]) for pool in _POOLS)),
     _rule("malware.offensive_tooling", _W, _HIGH,
-          *(_lo(_lit(name), name) for name in _OFFENSIVE),
+          *(_lo(_lit(name) + _END, name) for name in _OFFENSIVE),
           _lo(r"cobalt\s+strike\b", "cobalt"), _lo(r"sekurlsa::", "sekurlsa")),
     _rule("malware.ransomware", _W, _CRITICAL,
           _cmd("vssadmin", r"(?:\.exe)?\s" + _SEG, _when(_has("delete", "shadows"))),
@@ -979,7 +987,8 @@ _RULES: Final[tuple[_Rule, ...]] = (
           _lo(r"your\s+(?:important\s+)?files\s+(?:have\s+been|are|were)\s+encrypted",
               "encrypted")),
     _rule("malware.keylogger", _W, _MEDIUM,
-          _lo(_lit("keylogger"), "keylogger"), _lo(r"wh_keyboard_ll\b", "keyboard"),
+          _lo(_lit("keylogger") + r"s?" + _END, "keylogger keyloggers"),
+          _lo(r"wh_keyboard_ll\b", "keyboard"),
           _lo(r"pynput\.keyboard\.listener", "pynput")),
     # ---- what could not be inspected ----------------------------------------------------
     _rule("incomplete.too_large", _I, _HIGH),
@@ -1228,14 +1237,58 @@ def _accepted(probe: _Probe, text: str, original: str) -> str | None:
         evidence = check(m, original)
         if evidence is not None:
             return evidence
-        m = pattern.search(text, max(m.end(), m.start() + 1))
+        # Resume after the match, or after its first newline: a rejected match that ran on
+        # into the next string must not hide that string's own match.
+        newline = text.find("\n", m.start(), m.end())
+        m = pattern.search(text, newline + 1 if newline >= 0 else max(m.end(), m.start() + 1))
     return None
 
 
-def _forms(text: str) -> list[str]:
-    """The raw, lowercased and shell-normalised forms of ``text`` (indexed by ``_Text``)."""
-    low = text.lower()
-    return [text, low, _shellish(low)]
+class _Forms:
+    """The raw, lowercased and shell-normalised forms of one string, made on demand."""
+
+    __slots__ = ("forms", "original")
+
+    def __init__(self, text: str) -> None:
+        low = text.lower()
+        self.forms: list[str | None] = [text, low, None]
+        self.original = text if len(low) == len(text) else low
+
+    def __call__(self, kind: _Text) -> str:
+        form = self.forms[kind]
+        if form is None:
+            form = self.forms[kind] = _shellish(self(_Text.LOWER))
+        return form
+
+    def accepted(self, probes: list[_Probe]) -> str | None:
+        """Evidence of the first probe that accepts a match in this string."""
+        for probe in probes:
+            base = self.original if probe.text is not _Text.SHELL else self(_Text.SHELL)
+            evidence = _accepted(probe, self(probe.text), base)
+            if evidence is not None:
+                return evidence
+        return None
+
+
+def _candidates(probe: _Probe, blob: str, original: str, starts: list[int]) -> set[int]:
+    """Indices of the strings where ``probe`` may match, from its matches in the joined text.
+
+    The joined text puts a newline between strings, which every pattern and check treats as
+    a string boundary; a match that runs past its string only marks the string for checking.
+    """
+    found: set[int] = set()
+    pattern, check = probe.pattern, probe.check
+    m = pattern.search(blob)
+    while m is not None:
+        i = bisect.bisect_right(starts, m.start()) - 1
+        end = starts[i + 1] - 1 if i + 1 < len(starts) else len(blob)
+        if m.end() > end or check(m, original) is not None:
+            found.add(i)
+            m = pattern.search(blob, end + 1)
+        else:  # resume as _accepted does
+            newline = blob.find("\n", m.start(), m.end())
+            m = pattern.search(blob, newline + 1 if newline >= 0 else max(m.end(), m.start() + 1))
+    return found
 
 
 def _triggered(low: str) -> tuple[frozenset[str], list[int]]:
@@ -1278,21 +1331,37 @@ def _scan(
     blob = "\n".join(texts)
     low = blob.lower()
     words, active = _triggered(low)
-    matched = _matching(blob, low, active)
+    aligned = len(low) == len(blob)
+    # A string ending in a backslash (maybe once quotes are gone) would be joined to the
+    # next one as a line continuation: then each string is normalised on its own.
+    joins = "\\" in low
+    shell = "\n".join(_shellish(t.lower()) for t in texts) if joins else _shellish(low)
+    # Where each string starts in the joined text (the offsets hold for every form that
+    # kept its length: raw, and lowercased or shell text when nothing changed in them).
+    starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
+    whole = [blob, low, shell]
+    located = [True, aligned, aligned and shell is low]
+    per_rule: dict[int, tuple[list[_Probe], set[int]]] = {}
+    everywhere = set(range(len(texts)))
+    for i in active:
+        rule, probe = _PROBES[i]
+        probes, where = per_rule.setdefault(rule, ([], set()))
+        probes.append(probe)
+        if where is everywhere:
+            continue
+        original = blob if aligned and probe.text is not _Text.SHELL else whole[probe.text]
+        if located[probe.text]:
+            where |= _candidates(probe, whole[probe.text], original, starts)
+        elif _accepted(probe, whole[probe.text], original) is not None:
+            per_rule[rule] = (probes, everywhere)
     hits: list[_Hit] = []
-    if matched:
-        # Stage 2: string by string, for the paths.
-        forms = [_forms(t) for t in texts]
-        for rule, probes in matched.items():
-            for index, form in enumerate(forms):
-                original = form[0] if len(form[1]) == len(form[0]) else form[1]
-                for probe in probes:
-                    kind = probe.text
-                    base = original if kind is not _Text.SHELL else form[2]
-                    evidence = _accepted(probe, form[kind], base)
-                    if evidence is not None:
-                        hits.append(_Hit(index, rule, paths[index], evidence))
-                        break
+    forms: dict[int, _Forms] = {}
+    for rule, (probes, where) in per_rule.items():
+        for index in sorted(where):
+            form = forms.get(index) or forms.setdefault(index, _Forms(texts[index]))
+            evidence = form.accepted(probes)
+            if evidence is not None:
+                hits.append(_Hit(index, rule, paths[index], evidence))
     if nesting < 2:
         hits.extend(_rescan(texts, paths, blobs, words, blob, limits, nesting))
     return hits
@@ -1495,9 +1564,7 @@ _SECRET_PROBES: Final = tuple(p for rule in _RULES if rule.kind is _S for p in r
 
 
 def _looks_secret(key: str) -> bool:
-    form = _forms(key)
-    original = form[0] if len(form[1]) == len(form[0]) else form[1]
-    if any(_accepted(p, form[p.text], original) is not None for p in _SECRET_PROBES):
+    if _Forms(key).accepted(list(_SECRET_PROBES)) is not None:
         return True
     return _scrub(key) != key
 

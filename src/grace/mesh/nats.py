@@ -30,6 +30,16 @@ acknowledges, any other failure NAKs for an immediate redelivery. A message whos
 handler never finishes (a crash mid-way) is redelivered after ``ack_wait``, to any
 instance. Delivery is therefore at least once; handlers see ``event_id`` for idempotence.
 
+Tasks, all owned by the transport: one fetch loop per consumer, which pulls up to
+``fetch_batch`` messages minus those still in hand and gives each message its own task
+(so a slow handler holds up neither the next fetch nor its batch-mates; at most
+``fetch_batch`` messages are in hand per consumer), and one watchdog that fails a send
+whose PubAck is later than ``request_timeout_s`` (checked every ``min(1 s, timeout/4)``).
+``stop`` refuses new sends, waits for the sends in flight, cancels the fetch loops
+(they hold no message between awaits), waits for the messages in hand to be settled,
+deletes the per-instance consumers and drains the connection. A message the server sent
+into a pull the loop was cancelled in comes back after ``ack_wait``.
+
 Not carried: ``priority``. JetStream delivers a consumer's messages in stream order, so
 priority events do not overtake here; the mesh's priority lane exists only in memory.
 """
@@ -43,6 +53,8 @@ import hashlib
 import math
 import re
 import secrets
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -58,9 +70,11 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 
 from grace.errors import EventError, MeshError, PatternError
@@ -82,6 +96,7 @@ _READABLE_NAME_LIMIT: Final = 48
 _DECODED_MAX_ENTRIES: Final = 512
 _DECODED_MAX_BYTES: Final = 8 * 1024
 """Decoded events are remembered for small payloads only: at most ~4 MiB held."""
+_CREATE_ATTEMPTS: Final = 3
 _INSTANCE_CONSUMER_TTL_S: Final = 60.0
 """A per-instance consumer outlives a dead instance by at least this long (server-side)."""
 
@@ -209,6 +224,9 @@ class NatsTransport:
         self._closing = False
         self._in_hand = 0
         self._decoded: dict[bytes, TriggerEvent] = {}
+        self._acks: deque[tuple[float, asyncio.Future[PubAck]]] = deque()
+        """(deadline, PubAck future) of each publish, in publishing order."""
+        self._watchdog: asyncio.Task[None] | None = None
 
     @property
     def _where(self) -> str:
@@ -231,6 +249,7 @@ class NatsTransport:
         self._multi_filter = (version.major, version.minor) >= (2, 10)
         self._nc, self._js, self._deliver = nc, js, deliver
         self._closing = False
+        self._watchdog = asyncio.create_task(self._expire_acks(), name="grace-mesh-nats-acks")
 
     async def _connect(self) -> Client:
         nc = Client()
@@ -260,26 +279,7 @@ class NatsTransport:
             try:
                 info = await js.stream_info(self.stream)
             except nats.js.errors.NotFoundError:
-                config = StreamConfig(
-                    name=self.stream,
-                    subjects=[subject],
-                    storage=StorageType.FILE,
-                    retention=RetentionPolicy.INTEREST,
-                    duplicate_window=self.dedup_window_s,
-                )
-                try:
-                    info = await js.add_stream(config)
-                except nats.js.errors.APIError as e:
-                    # Another instance may have created it in between: read it back.
-                    try:
-                        info = await js.stream_info(self.stream)
-                    except nats.js.errors.NotFoundError:
-                        raise MeshError(
-                            f"cannot create NATS stream {self.stream!r} with subjects "
-                            f"[{subject!r}] at {self._where}: {e}"
-                        ) from e
-                else:
-                    log.info("mesh_nats_stream_created", stream=self.stream, subjects=[subject])
+                info = await self._create_stream(js, subject)
         except (OSError, nats.errors.Error) as e:
             raise MeshError(
                 f"cannot read NATS stream {self.stream!r} at {self._where} "
@@ -292,13 +292,46 @@ class NatsTransport:
                 f"[{subject!r}]; use another stream name or subject prefix"
             )
 
+    async def _create_stream(self, js: JetStreamContext, subject: str) -> StreamInfo:
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[subject],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.INTEREST,
+            duplicate_window=self.dedup_window_s,
+        )
+        attempt = 0
+        while True:
+            try:
+                info = await js.add_stream(config)
+            except nats.js.errors.APIError as e:
+                # Another instance may have created it in between: read it back.
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    return await js.stream_info(self.stream)
+                attempt += 1
+                # nats-server 2.9 fails a create with a 500 ("error creating store for
+                # stream") while the account's last stream is being deleted: try again.
+                if attempt >= _CREATE_ATTEMPTS or not isinstance(e, nats.js.errors.ServerError):
+                    raise MeshError(
+                        f"cannot create NATS stream {self.stream!r} with subjects "
+                        f"[{subject!r}] at {self._where}: {e}"
+                    ) from e
+                await asyncio.sleep(0.05 * attempt)
+            else:
+                log.info("mesh_nats_stream_created", stream=self.stream, subjects=[subject])
+                return info
+
     async def stop(self) -> None:
         """Refuse new sends, finish the messages in hand, stop the consumers, drain."""
         nc = self._nc
         self._closing = True
         if nc is None:
             return
-        await self._sends.idle.wait()
+        await self._sends.idle.wait()  # bounded: the watchdog fails overdue PubAcks
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.wait([self._watchdog])
+            self._watchdog = None
         consumers = [c for group in self._consumers.values() for c in group]
         self._consumers.clear()
         await self._halt(consumers)
@@ -331,14 +364,15 @@ class NatsTransport:
         subject = f"{self.subject_prefix}.{event.event_type}"
         self._sends.enter()
         try:
-            # publish_async + our own timer: the same PubAck wait as js.publish without a
-            # wait_for per event. No expected-stream header: the server refuses streams
-            # with overlapping subjects, and start() checked ours holds <prefix>.>.
+            # publish_async, whose PubAck future the watchdog fails when overdue: the same
+            # wait as js.publish without a timer per event (a third of the publish cost).
+            # No expected-stream header: the server refuses streams with overlapping
+            # subjects, and start() checked that ours holds <prefix>.>.
             pending = await js.publish_async(
                 subject, event.to_json(), headers={_MSG_ID_HEADER: event.event_id}
             )
-            async with asyncio.timeout(self.request_timeout_s):
-                ack = await pending
+            self._acks.append((time.monotonic() + self.request_timeout_s, pending))
+            ack = await pending
         except (OSError, nats.errors.Error) as e:  # TimeoutError is an OSError
             raise MeshError(
                 f"publishing {event.event_type!r} to NATS stream {self.stream!r} at "
@@ -349,6 +383,21 @@ class NatsTransport:
         if ack.duplicate:
             log.debug("mesh_nats_duplicate", event_id=event.event_id, subject=subject)
         return True
+
+    async def _expire_acks(self) -> None:
+        """Fail every PubAck wait older than ``request_timeout_s`` (checked a few times
+        per timeout), so a send never waits forever on a broker that went quiet."""
+        acks = self._acks
+        interval = min(1.0, self.request_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            while acks and (acks[0][1].done() or acks[0][0] <= now):
+                _, pending = acks.popleft()
+                if not pending.done():
+                    pending.set_exception(
+                        nats.errors.TimeoutError(f"no PubAck within {self.request_timeout_s} s")
+                    )
 
     # -- consuming -----------------------------------------------------------------------
 
