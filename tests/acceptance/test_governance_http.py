@@ -48,6 +48,7 @@ def register(data_dir: Path) -> dict[str, str]:
     registry.add("carol", kind=PrincipalKind.HUMAN, roles=["approver", "auditor"])
     registry.add("agent-7", kind=PrincipalKind.AGENT, autonomy_tier=2)
     registry.add("batch-svc", kind=PrincipalKind.SERVICE, roles=["approver"])
+    registry.add("governance_gate", kind=PrincipalKind.SERVICE)
     keys = {p.id: registry.create_key(p.id) for p in registry.all()}
     registry.close()
     return keys
@@ -250,3 +251,34 @@ async def test_default_deny_is_explained(site: Site) -> None:
     assert problem["reasons"]
     assert "default deny" in problem["reasons"][0]["message"]
     assert problem["principles"] == ["least_privilege"]
+
+
+async def test_http_events_carry_the_callers_identity(site: Site) -> None:
+    """An event emitted over HTTP has the principal as source; unlisted types are refused and
+    a principal cannot borrow a component's identity."""
+    seen: list[Any] = []
+
+    async def handler(event: Any) -> None:
+        seen.append(event)
+
+    site.grace.mesh.subscribe("component.error", handler)
+    ok = await site.http.post(
+        "/v1/events",
+        json={"event_type": "component.error", "payload": {"msg": "disk 91%"}},
+        headers=site.as_("alice"),
+    )
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["source"] == "alice"
+    refused = await site.http.post(
+        "/v1/events",
+        json={"event_type": "governance.decision_made", "payload": {"outcome": "approved"}},
+        headers=site.as_("alice"),
+    )
+    assert refused.status_code == 403
+    assert refused.json()["detail"]["reason"] == "unlisted_publisher"
+    forged = await site.http.post(
+        "/v1/events", json={"event_type": "component.error"}, headers=site.as_("governance_gate")
+    )
+    assert forged.status_code == 409
+    await site.grace.mesh.stop()
+    assert [e.source for e in seen] == ["alice"]

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from grace._version import __version__
 from grace.governance.middleware import GovernanceMiddleware
+from grace.server.events_api import router as events_router
 from grace.server.governance_api import GovernanceServices
 from grace.server.governance_api import router as governance_router
 
@@ -48,6 +49,7 @@ def create_app(
 
     app = FastAPI(title="Grace", version=__version__, lifespan=lifespan)
     app.state.governance = None
+    app.state.http_publishers = {}  # principal id -> mesh publisher handle (issued once)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, Any]:
@@ -60,5 +62,6 @@ def create_app(
         return PlainTextResponse(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(governance_router)
+    app.include_router(events_router)
     app.add_middleware(GovernanceMiddleware, exempt_paths=exempt_paths)
     return app
