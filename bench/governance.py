@@ -83,6 +83,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
+from _report import Row, fmt_rate, print_table, verdict
 from grace.config import GraceSettings, LedgerSettings
 from grace.governance.analyzers import analyze
 from grace.governance.engine import ConstitutionEngine
@@ -1109,34 +1110,6 @@ async def bench_http(
 
 
 # -- summary ---------------------------------------------------------------------------
-
-
-def fmt_rate(x: float) -> str:
-    return f"{x:,.0f}/s"
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    name: str
-    goal: str
-    measured: str
-    baseline: str
-    ratio: str
-    status: str
-
-
-def verdict(ok: bool | None) -> str:
-    return "info" if ok is None else ("PASS" if ok else "MISS")
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    table = [("check", "goal", "measured", "baseline", "ratio", "status")]
-    table += [(r.name, r.goal, r.measured, r.baseline, r.ratio, r.status) for r in rows]
-    widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
-    for n, cells in enumerate(table):
-        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def decide_rows(results: Sequence[DecideResult]) -> list[Row]:

@@ -31,7 +31,6 @@ import asyncio
 import gc
 import hashlib
 import logging
-import math
 import random
 import shutil
 import sqlite3
@@ -47,6 +46,7 @@ from typing import Any
 
 import structlog
 
+from _report import Row, fmt_rate, median, percentile, print_table, verdict
 from grace.ledger import Ledger, LedgerConfig, merkle
 from grace.ledger._store import SQLiteStore
 
@@ -133,21 +133,6 @@ async def append_spec(ledger: Ledger, spec: AppendSpec) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def median(xs: Sequence[float]) -> float:
-    return statistics.median(xs)
-
-
-def percentile(xs: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (``p`` in 0..100)."""
-    ordered = sorted(xs)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def fmt_rate(x: float) -> str:
-    return f"{x:,.0f}/s"
 
 
 def config() -> LedgerConfig:
@@ -587,30 +572,6 @@ def print_latency(name: str, lat: Latency) -> None:
 
 
 # -- summary ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    name: str
-    goal: str
-    measured: str
-    baseline: str
-    ratio: str
-    status: str
-
-
-def verdict(ok: bool | None) -> str:
-    return "info" if ok is None else ("PASS" if ok else "MISS")
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    table = [("check", "goal", "measured", "baseline", "ratio", "status")]
-    table += [(r.name, r.goal, r.measured, r.baseline, r.ratio, r.status) for r in rows]
-    widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
-    for n, cells in enumerate(table):
-        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 # -- main ------------------------------------------------------------------------------

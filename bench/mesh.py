@@ -49,7 +49,6 @@ import os
 import pstats
 import random
 import secrets
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -59,6 +58,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from _report import Row, fmt_rate, median, percentile, print_table, verdict
 from grace.mesh.config import MeshConfig, load_mesh_config
 from grace.mesh.event import TriggerEvent
 from grace.mesh.mesh import Handler, MeshSettings, Publisher, TriggerMesh
@@ -165,21 +165,6 @@ def subscribers_of(config: MeshConfig) -> tuple[str, ...]:
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def median(xs: Sequence[float]) -> float:
-    return statistics.median(xs)
-
-
-def percentile(xs: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (``p`` in 0..100)."""
-    ordered = sorted(xs)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def fmt_rate(x: float) -> str:
-    return f"{x:,.0f}/s"
 
 
 def shares(items: Sequence[TriggerEvent], parts: int) -> list[Sequence[TriggerEvent]]:
@@ -881,30 +866,6 @@ async def profile_memory(
 
 
 # -- summary ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    name: str
-    goal: str
-    measured: str
-    baseline: str
-    ratio: str
-    status: str
-
-
-def verdict(ok: bool | None) -> str:
-    return "info" if ok is None else ("PASS" if ok else "MISS")
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    table = [("check", "goal", "measured", "baseline", "ratio", "status")]
-    table += [(r.name, r.goal, r.measured, r.baseline, r.ratio, r.status) for r in rows]
-    widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
-    for n, cells in enumerate(table):
-        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 # -- main ------------------------------------------------------------------------------

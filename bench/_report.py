@@ -1,0 +1,55 @@
+"""What every bench script shares: statistics helpers and the summary table."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Row", "fmt_rate", "median", "percentile", "print_table", "verdict"]
+
+
+def median(xs: Sequence[float]) -> float:
+    """The median."""
+    return statistics.median(xs)
+
+
+def percentile(xs: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (``p`` in 0..100)."""
+    ordered = sorted(xs)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def fmt_rate(x: float) -> str:
+    """A rate per second, with thousands separators."""
+    return f"{x:,.0f}/s"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the summary table."""
+
+    name: str
+    goal: str
+    measured: str
+    baseline: str
+    ratio: str
+    status: str
+
+
+def verdict(ok: bool | None) -> str:
+    """PASS, MISS, or info when there is no goal."""
+    return "info" if ok is None else ("PASS" if ok else "MISS")
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    """The summary table, columns aligned."""
+    table = [("check", "goal", "measured", "baseline", "ratio", "status")]
+    table += [(r.name, r.goal, r.measured, r.baseline, r.ratio, r.status) for r in rows]
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
+    for n, cells in enumerate(table):
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
