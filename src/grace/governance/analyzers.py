@@ -1030,6 +1030,11 @@ def _unescape(m: re.Match[str]) -> str:
     return " " if m.group(1) else (m.group(2) or "")
 
 
+def _lower(text: str) -> str:
+    """Lowercase that keeps every offset (``İ``, alone in Unicode, lowercases to two chars)."""
+    return (text.replace("\u0130", "I") if "\u0130" in text else text).lower()
+
+
 def _shellish(low: str) -> str:
     """Lowercased text as a shell reads the words: quotes, escapes and IFS tricks gone."""
     if not any(c in low for c in "'\"`\\$"):
@@ -1250,9 +1255,8 @@ class _Forms:
     __slots__ = ("forms", "original")
 
     def __init__(self, text: str) -> None:
-        low = text.lower()
-        self.forms: list[str | None] = [text, low, None]
-        self.original = text if len(low) == len(text) else low
+        self.forms: list[str | None] = [text, _lower(text), None]
+        self.original = text  # _lower keeps offsets: a lowercase match indexes the raw text
 
     def __call__(self, kind: _Text) -> str:
         form = self.forms[kind]
@@ -1303,7 +1307,6 @@ def _triggered(low: str) -> tuple[frozenset[str], list[int]]:
 def _matching(blob: str, low: str, active: list[int]) -> dict[int, list[_Probe]]:
     """Stage 1: the rules with an accepted match anywhere in the joined text (usually none)."""
     forms = [blob, low, ""]
-    aligned = len(low) == len(blob)
     matched: dict[int, list[_Probe]] = {}
     for i in active:
         rule, probe = _PROBES[i]
@@ -1312,7 +1315,7 @@ def _matching(blob: str, low: str, active: list[int]) -> dict[int, list[_Probe]]
         kind = probe.text
         if kind is _Text.SHELL and not forms[2]:
             forms[2] = _shellish(low)
-        original = blob if aligned and kind is not _Text.SHELL else forms[kind]
+        original = blob if kind is not _Text.SHELL else forms[kind]
         if _accepted(probe, forms[kind], original) is not None:
             matched[rule] = []
     for i in active:  # stage 2 tries every woken probe of a matched rule
@@ -1329,18 +1332,17 @@ def _scan(
     if not texts:
         return []
     blob = "\n".join(texts)
-    low = blob.lower()
+    low = _lower(blob)
     words, active = _triggered(low)
-    aligned = len(low) == len(blob)
     # A string ending in a backslash (maybe once quotes are gone) would be joined to the
     # next one as a line continuation: then each string is normalised on its own.
     joins = "\\" in low
-    shell = "\n".join(_shellish(t.lower()) for t in texts) if joins else _shellish(low)
-    # Where each string starts in the joined text (the offsets hold for every form that
-    # kept its length: raw, and lowercased or shell text when nothing changed in them).
+    shell = "\n".join(_shellish(_lower(t)) for t in texts) if joins else _shellish(low)
+    # Where each string starts in the joined text: the offsets hold for the raw and the
+    # lowercased text, and for the shell text when normalising changed nothing.
     starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
     whole = [blob, low, shell]
-    located = [True, aligned, aligned and shell is low]
+    located = [True, True, shell is low]
     per_rule: dict[int, tuple[list[_Probe], set[int]]] = {}
     everywhere = set(range(len(texts)))
     for i in active:
@@ -1349,7 +1351,7 @@ def _scan(
         probes.append(probe)
         if where is everywhere:
             continue
-        original = blob if aligned and probe.text is not _Text.SHELL else whole[probe.text]
+        original = blob if probe.text is not _Text.SHELL else shell
         if located[probe.text]:
             where |= _candidates(probe, whole[probe.text], original, starts)
         elif _accepted(probe, whole[probe.text], original) is not None:
@@ -1417,7 +1419,7 @@ def _clean_json(value: object, limits: AnalyzerLimits) -> bool:
         text = text.replace("\\n", "\n").replace("\\t", "\t").replace("\\r", "\r")
     argv = [m.group(0)[2:-2].replace('","', " ") for m in _JSON_ARGV.finditer(text)]
     blob = "\n".join(["", text.replace('"', "\n"), *argv, ""])
-    low = blob.lower()
+    low = _lower(blob)
     words, active = _triggered(low)
     return _DECODE_WORDS.isdisjoint(words) and not _matching(blob, low, active)
 

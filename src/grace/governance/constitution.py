@@ -198,6 +198,8 @@ class Finding(StrEnum):
     """The action changes governance, policies, the ledger or verification."""
     DISABLES_AUDIT = "disables_audit"
     """The action disables, truncates or bypasses the audit ledger."""
+    ANALYSIS_INCOMPLETE = "analysis_incomplete"
+    """The analyzers could not read the whole request (too large, deep or odd to scan)."""
 
 
 FACTS: Final[Mapping[str, type]] = MappingProxyType(
