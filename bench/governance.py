@@ -61,7 +61,6 @@ import importlib.util
 import json
 import logging
 import os
-import pstats
 import shutil
 import signal
 import socket
@@ -83,7 +82,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
-from _report import Row, fmt_rate, print_table, verdict
+from _report import Row, fmt_rate, print_profile, print_table, verdict
 from grace.config import GraceSettings, LedgerSettings
 from grace.governance.analyzers import analyze
 from grace.governance.engine import ConstitutionEngine
@@ -610,32 +609,6 @@ async def breakdown(grace: Grace, count: int) -> list[tuple[str, float]]:
 
 
 # -- profile ---------------------------------------------------------------------------
-
-
-def print_profile(profiler: cProfile.Profile, per: int, top: int, unit: str) -> None:
-    stats = pstats.Stats(profiler)
-    rows: list[tuple[float, float, int, str]] = []
-    for (path, line, func), (_, calls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
-        short = path
-        for marker in ("/site-packages/", "/src/", "/lib/python"):
-            if marker in path:
-                short = path.split(marker, 1)[1]
-                break
-        where = f"{short}:{line}({func})" if line else func
-        rows.append((tottime, cumtime, calls, where))
-    total = sum(r[0] for r in rows)
-    for title, key in (("own time (tottime)", 0), ("including callees (cumtime)", 1)):
-        print(f"  top {top} by {title}, per {unit}:", flush=True)
-        print(f"  {'own µs':>8} {'cum µs':>8} {'calls':>7}  function")
-        for tottime, cumtime, calls, where in sorted(rows, key=lambda r: r[key], reverse=True)[
-            :top
-        ]:
-            print(
-                f"  {1e6 * tottime / per:8.2f} {1e6 * cumtime / per:8.2f} "
-                f"{calls / per:7.2f}  {where}"
-            )
-        print()
-    print(f"  profiled own time in total: {1e6 * total / per:.1f} µs/{unit}\n", flush=True)
 
 
 async def profile_decide(grace: Grace, count: int, top: int) -> None:

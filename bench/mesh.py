@@ -46,7 +46,6 @@ import inspect
 import logging
 import math
 import os
-import pstats
 import random
 import secrets
 import sys
@@ -58,7 +57,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from _report import Row, fmt_rate, median, percentile, print_table, verdict
+from _report import Row, fmt_rate, median, percentile, print_profile, print_table, verdict
 from grace.mesh.config import MeshConfig, load_mesh_config
 from grace.mesh.event import TriggerEvent
 from grace.mesh.mesh import Handler, MeshSettings, Publisher, TriggerMesh
@@ -840,29 +839,7 @@ async def profile_memory(
         "µs/event under cProfile (which inflates small calls)\n",
         flush=True,
     )
-    stats = pstats.Stats(profiler)
-    rows: list[tuple[float, float, int, str]] = []
-    for (path, line, func), (_, calls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
-        short = path
-        for marker in ("/site-packages/", "/src/", "/lib/python"):
-            if marker in path:
-                short = path.split(marker, 1)[1]
-                break
-        where = f"{short}:{line}({func})" if line else func
-        rows.append((tottime, cumtime, calls, where))
-    total = sum(r[0] for r in rows)
-    for title, key in (("own time (tottime)", 0), ("including callees (cumtime)", 1)):
-        print(f"  top {top} by {title}, per event:", flush=True)
-        print(f"  {'own µs':>8} {'cum µs':>8} {'calls/ev':>9}  function")
-        for tottime, cumtime, calls, where in sorted(rows, key=lambda r: r[key], reverse=True)[
-            :top
-        ]:
-            print(
-                f"  {1e6 * tottime / count:8.2f} {1e6 * cumtime / count:8.2f} "
-                f"{calls / count:9.2f}  {where}"
-            )
-        print()
-    print(f"  profiled own time in total: {1e6 * total / count:.1f} µs/event\n", flush=True)
+    print_profile(profiler, count, top, "event")
 
 
 # -- summary ---------------------------------------------------------------------------
