@@ -448,3 +448,33 @@ async def test_load_config_replaces_routes_or_keeps_the_old_on_error(tmp_path: P
     default = mesh.load_config()
     assert default.spec("job.done") is None
     assert default.spec("avn.healing_failed") is not None
+
+
+async def test_broker_failure_blocks_instead_of_raising() -> None:
+    """A transport that cannot take the event blocks it with transport_failed."""
+    from grace.mesh.transport import MemoryTransport
+
+    class Unreachable(MemoryTransport):
+        async def send(self, event: TriggerEvent, *, priority: bool, wait: bool) -> bool:
+            raise MeshError("nats://10.0.0.9:4222 did not acknowledge in 5 s")
+
+    mesh = TriggerMesh(
+        parse_mesh_config(CONFIG, source="test.yaml"), clock=FakeClock(), transport=Unreachable()
+    )
+    result = await mesh.publisher("a").emit("job.done")
+    assert result.reason is BlockReason.TRANSPORT_FAILED
+    assert "did not acknowledge" in result.detail
+
+
+async def test_same_pattern_subscriptions_are_distinct() -> None:
+    """Two subscriptions to one pattern have their own names; cancelling one keeps the other."""
+    mesh = make_mesh()
+    first, second = Recorder(), Recorder()
+    a = mesh.subscribe("job.*", first)
+    b = mesh.subscribe("job.*", second)
+    assert a.target.name != b.target.name
+    a.cancel()
+    await mesh.start()
+    await mesh.publisher("x").emit("job.done")
+    await mesh.stop()
+    assert (len(first.events), len(second.events)) == (0, 1)

@@ -86,6 +86,8 @@ class BlockReason(StrEnum):
     AUDIT_FAILED = "audit_failed"
     QUEUE_FULL = "queue_full"
     STOPPED = "stopped"
+    TRANSPORT_FAILED = "transport_failed"
+    """The broker did not take the event (unreachable, no acknowledgement in time)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,6 +253,7 @@ class TriggerMesh:
         self._components: dict[str, list[Handler]] = {}
         self._patterns: SubjectTrie[_Target] = SubjectTrie()
         self._subscriptions: set[Subscription] = set()
+        self._subscription_count = 0
         self._plans: dict[str, _Plan] = {}
         self.dead_letters = DeadLetterStore(self.settings.dead_letter_capacity)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -315,7 +318,8 @@ class TriggerMesh:
         """Deliver every routed event whose type matches ``pattern`` (``*`` one token,
         ``>`` the rest) to ``handler``."""
         validate_pattern(pattern)
-        target = _Target(name or f"subscription:{pattern}", handler)
+        self._subscription_count += 1
+        target = _Target(name or f"subscription:{pattern}#{self._subscription_count}", handler)
         sub = Subscription(self, pattern, target)
         self._patterns.add(pattern, target)
         self._subscriptions.add(sub)
@@ -469,6 +473,8 @@ class TriggerMesh:
             sent = await self.transport.send(event, priority=priority, wait=wait)
         except QueueClosed:
             return self._block(event, BlockReason.STOPPED, "the mesh is stopping")
+        except MeshError as e:
+            return self._block(event, BlockReason.TRANSPORT_FAILED, str(e))
         if not sent:
             return self._block(event, BlockReason.QUEUE_FULL, "the event queue is full")
         self._routed += 1
@@ -643,7 +649,15 @@ class TriggerMesh:
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        """Forget a background task; a failure (e.g. a consumer not attached) is logged."""
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "mesh_background_task_failed", task=task.get_name(), error=repr(task.exception())
+            )
 
     async def _alert(self, letter: DeadLetter) -> None:
         """Raise the failure as an event — validated like any other."""
