@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 
 from grace.config import GraceSettings
+from grace.governance.analyzers import analyze
 from grace.governance.approvals import ApprovalStore
 from grace.governance.auth import Authenticator, JWTSettings
 from grace.governance.constitution import Constitution
@@ -36,12 +37,6 @@ from grace.types import Clock, SystemClock
 __all__ = ["Grace"]
 
 log = structlog.get_logger(__name__)
-
-
-def _analyzer() -> object:
-    from grace.governance.analyzers import analyze
-
-    return analyze
 
 
 @dataclass(slots=True)
@@ -84,7 +79,7 @@ class Grace:
             engine = ConstitutionEngine(constitution, quorum=gov.parliament_quorum)
             gate = Gate(
                 policies=engine,
-                analyze=_analyzer(),
+                analyze=analyze,
                 ledger=ledger,
                 approvals=approvals,
                 clock=clock,

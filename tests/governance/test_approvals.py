@@ -148,3 +148,15 @@ def test_unknown_approval_and_bad_quorum_are_errors(store: ApprovalStore) -> Non
             await store.create(request(), quorum=0, summary={})
 
     asyncio.run(scenario())
+
+
+async def test_find_filters_in_the_database_not_after_a_window(store: ApprovalStore) -> None:
+    """An old pending approval is found even behind many newer decided ones."""
+    old = await store.create(request(resource="old"), quorum=1, summary={})
+    for i in range(30):
+        decided = await store.create(request(resource=f"r{i}"), quorum=1, summary={})
+        await store.reject(decided.id, "alice")
+    pending = await store.find(state=ApprovalState.PENDING, limit=5)
+    assert [a.id for a in pending] == [old.id]
+    assert len(await store.find(state=ApprovalState.REJECTED, limit=5)) == 5
+    assert len(await store.find(state=None, limit=100)) == 31

@@ -227,23 +227,29 @@ class ApprovalStore:
     async def find(
         self, *, state: ApprovalState | None = ApprovalState.PENDING, limit: int = 100
     ) -> list[Approval]:
-        """Approvals, newest first (pending ones by default)."""
+        """Approvals in ``state``, newest first (pending ones by default).
+
+        The state filter runs in SQL; ``expired`` is derived from the expiry time, so a
+        stored pending/approved row past it counts as expired, not as pending/approved.
+        """
+        now = _ts(self._clock.now())
+        live = (ApprovalState.PENDING, ApprovalState.APPROVED)
+        where, args = "", []
+        if state in live:
+            where, args = "WHERE state = ? AND expires_at > ?", [str(state), now]
+        elif state is ApprovalState.EXPIRED:
+            where, args = "WHERE state IN (?, ?) AND expires_at <= ?", [*map(str, live), now]
+        elif state is not None:
+            where, args = "WHERE state = ?", [str(state)]
+        sql = f"SELECT id FROM approvals {where} ORDER BY created_at DESC, rowid DESC LIMIT ?"  # noqa: S608 - fixed clauses
         ids: list[str] = await self._run(
-            lambda: [
-                r[0]
-                for r in self._conn.execute(
-                    "SELECT id FROM approvals ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                    (limit * 4,),
-                )
-            ]
+            lambda: [r[0] for r in self._conn.execute(sql, [*args, limit])]
         )
         out: list[Approval] = []
         for approval_id in ids:
             approval = await self.get(approval_id)
-            if approval is not None and (state is None or approval.state == state):
+            if approval is not None:
                 out.append(approval)
-            if len(out) >= limit:
-                break
         return out
 
     # -- deciding ------------------------------------------------------------------------
