@@ -20,6 +20,15 @@ its own subtree so callers can catch exactly what they can handle::
         ├── ApprovalError      an approval cannot be created or decided (self-approval, expired…)
         ├── AuthenticationError  credentials are missing, malformed, invalid or revoked
         └── GovernanceDenied   a governed function was called and the decision did not allow it
+    ├── TrustError             the trust store refused an operation (bad subject, bad outcome)
+    ├── VerificationError      code could not be verified (bad input, sandbox unavailable)
+    │   └── SandboxError       the sandbox could not be set up or its result read
+    ├── DecisionError          the unified decision engine got unusable input
+    ├── ImmuneError            the immune kernel refused an operation
+    │   ├── PlaybookError      a playbook file is invalid (names file, playbook and key)
+    │   └── ExecutorError      a healing executor could not act (the action did not happen)
+    ├── MonitorError           a health or metrics monitor was misconfigured or got bad input
+    └── BootError              the boot plan is invalid (cycle, missing dependency) or boot failed
 
 A *denial* is never an exception: security decisions return values. An exception means
 "could not decide", and the enforcement point turns it into a denial.
@@ -33,21 +42,30 @@ from __future__ import annotations
 __all__ = [
     "ApprovalError",
     "AuthenticationError",
+    "BootError",
     "ConfigError",
+    "DecisionError",
     "EntryRejected",
     "EventError",
+    "ExecutorError",
     "GovernanceDenied",
     "GovernanceError",
     "GraceError",
+    "ImmuneError",
     "KeyFileError",
     "LedgerError",
     "LedgerFormatError",
     "LedgerLocked",
     "MeshConfigError",
     "MeshError",
+    "MonitorError",
     "PatternError",
+    "PlaybookError",
     "PolicyError",
     "ProofError",
+    "SandboxError",
+    "TrustError",
+    "VerificationError",
 ]
 
 
@@ -121,3 +139,39 @@ class GovernanceDenied(GovernanceError):
     def __init__(self, message: str, decision: object) -> None:
         super().__init__(message)
         self.decision = decision
+
+
+class TrustError(GraceError):
+    """The trust store refused an operation (unknown outcome kind, bad subject id)."""
+
+
+class VerificationError(GraceError):
+    """Code could not be verified at all (unreadable input); never a verdict."""
+
+
+class SandboxError(VerificationError):
+    """The sandbox could not be set up, or its result could not be read."""
+
+
+class DecisionError(GraceError):
+    """The unified decision engine got input it cannot use (names the input)."""
+
+
+class ImmuneError(GraceError):
+    """The immune kernel refused an operation."""
+
+
+class PlaybookError(ImmuneError):
+    """A playbook file is invalid; the message names the file, the playbook and the key."""
+
+
+class ExecutorError(ImmuneError):
+    """A healing executor could not act; the action did not happen (or is unknown)."""
+
+
+class MonitorError(GraceError):
+    """A health or metrics monitor was misconfigured or got bad input (names it)."""
+
+
+class BootError(GraceError):
+    """The boot plan is invalid (cycle, missing dependency) or a required chunk failed."""
