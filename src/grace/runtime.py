@@ -71,6 +71,9 @@ class Grace:
                 data / "governance.db", clock=clock, ttl_s=gov.approval_ttl_s, audit=ledger
             )
             decisions = DecisionIndex(data / "governance.db")
+            rebuilt = await decisions.catch_up(ledger)
+            if rebuilt:
+                log.info("decision_index_rebuilt", decisions=rebuilt)
             trust = StaticTrust(gov.default_trust)
             # Mesh publishers are Grace's own in-process components, each holding an
             # identity handle issued here; until the trust store scores them, they are
@@ -152,6 +155,6 @@ class Grace:
         self._tasks.clear()
         await self.mesh.stop()
         self.approvals.close()
-        self.decisions.close()
+        await self.decisions.aclose()
         self.principals.close()
         await self.ledger.close()

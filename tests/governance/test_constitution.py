@@ -729,3 +729,29 @@ def test_evaluation_never_reparses_policies(
     assert calls
     assert all(m["policies_pre_parsed"] == 1 and m["entities_pre_parsed"] == 1 for m in calls)
     assert all(m["parse_policies_duration_micros"] == 0 for m in calls)
+
+
+def test_a_repeated_request_is_answered_from_the_cache_with_the_same_answer(
+    constitution: Constitution,
+) -> None:
+    """The same principal, action, resource and facts get the identical answer object;
+    any different fact is evaluated afresh."""
+    first = constitution.evaluate("cache-alice", HUMAN, "GET:/v1/items/{id}", "items/7", facts())
+    again = constitution.evaluate("cache-alice", HUMAN, "GET:/v1/items/{id}", "items/7", facts())
+    assert again is first
+    denied = constitution.evaluate(
+        "cache-alice",
+        HUMAN,
+        "GET:/v1/items/{id}",
+        "items/7",
+        facts(findings=frozenset({"destructive_command"})),
+    )
+    assert denied is not first
+    assert first.outcome is Outcome.APPROVED
+    assert denied.outcome is Outcome.REJECTED
+
+
+def test_facts_that_cannot_be_cached_are_still_checked(constitution: Constitution) -> None:
+    """Unhashable facts skip the cache and are refused by the facts check, never answered."""
+    with pytest.raises(GovernanceError):
+        constitution.evaluate("cache-bob", HUMAN, "GET:/", "", facts(findings=["x"]))

@@ -240,6 +240,9 @@ _POLICY_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 _PER_ACTION: Final = re.compile(r' for Action::"(?:[^"\\]|\\.)*"')
 _SCHEMA_SUFFIXES: Final = (".cedarschema", ".cedarschema.json")
 _PRINCIPAL_CACHE_SIZE: Final = 4096
+_RESULT_CACHE_SIZE: Final = 8192
+"""Answers kept per constitution: Cedar is deterministic, so the same principal entities,
+action, resource and facts always get the same answer from the same policy set."""
 
 
 def trust_per_mille(score: float) -> int:
@@ -357,6 +360,7 @@ class Constitution:
         "_metas",
         "_path",
         "_principals",
+        "_results",
         "_schema",
         "_unescalated",
         "digest",
@@ -394,6 +398,7 @@ class Constitution:
         except ValueError as e:
             raise PolicyError(f"{schema_source.name}: action entities: {e}") from e
         self._principals: OrderedDict[tuple[Any, ...], cedarpy.Entities] = OrderedDict()
+        self._results: dict[tuple[Any, ...], CedarResult] = {}
         try:
             self._principal_entities(
                 "grace.schema-probe", {"kind": "system", "roles": (), "autonomy_tier": 0}
@@ -436,10 +441,42 @@ class Constitution:
         Cost per call: the facts check (a few µs), a dict lookup for the principal's entities
         (the first sight of a principal with these attributes pays one delta parse, ~50 µs
         here, then cached), one Cedar call — plus one when every matching forbid escalates,
-        and one when staged rules exist.
+        and one when staged rules exist. A request seen before (same principal attributes,
+        action, resource and facts) is answered from a bounded per-constitution cache: a
+        reload builds a new constitution, so a cached answer never outlives its policies.
         Raises :class:`~grace.errors.GovernanceError` for malformed facts or a principal
         the schema refuses (could not decide: the caller rejects).
         """
+        try:
+            key: tuple[Any, ...] | None = (
+                self._principal_key(principal_uid, principal_attrs),
+                action,
+                resource,
+                frozenset(context.items()),
+            )
+        except TypeError:
+            key = None  # unhashable facts: evaluate (and fail there) uncached
+        if key is not None:
+            cached = self._results.get(key)
+            if cached is not None:
+                return cached
+        answer = self._evaluate(principal_uid, principal_attrs, action, resource, context)
+        if key is not None:
+            self._results[key] = answer
+            if len(self._results) > _RESULT_CACHE_SIZE:
+                # Drop the oldest entry (dicts keep insertion order): a hit costs no
+                # bookkeeping, and a hot key that falls out is simply computed again.
+                del self._results[next(iter(self._results))]
+        return answer
+
+    def _evaluate(
+        self,
+        principal_uid: str,
+        principal_attrs: Mapping[str, Any],
+        action: str,
+        resource: str,
+        context: Mapping[str, Any],
+    ) -> CedarResult:
         facts = _encode_context(context)
         entities = self._principal_entities(principal_uid, principal_attrs)
         request = {
@@ -497,17 +534,21 @@ class Constitution:
             metas.sort(key=lambda m: (m.escalates, -_SEVERITY_RANK[m.severity], m.id))
         return tuple(metas)
 
-    def _principal_entities(self, uid: str, attrs: Mapping[str, Any]) -> cedarpy.Entities:
+    @staticmethod
+    def _principal_key(uid: str, attrs: Mapping[str, Any]) -> tuple[Any, ...]:
         try:
             # Fast path: hashable attribute values (str, int, frozenset roles) key directly.
-            key: tuple[Any, ...] = (uid, frozenset(attrs.items()))
+            return (uid, frozenset(attrs.items()))
         except TypeError:
             try:
-                key = (uid, *((name, _frozen(value)) for name, value in sorted(attrs.items())))
+                return (uid, *((name, _frozen(value)) for name, value in sorted(attrs.items())))
             except TypeError as e:
                 raise GovernanceError(
                     f"principal {uid!r}: attributes must be scalars or sets of scalars: {e}"
                 ) from e
+
+    def _principal_entities(self, uid: str, attrs: Mapping[str, Any]) -> cedarpy.Entities:
+        key = self._principal_key(uid, attrs)
         entities = self._principals.get(key)
         if entities is not None:
             self._principals.move_to_end(key)

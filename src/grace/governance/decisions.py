@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
+import structlog
 
 from grace.errors import GovernanceError
 from grace.governance.model import ActionRequest, Decision
+from grace.ledger import Entry, Ledger
 
 __all__ = ["DecisionIndex", "decision_json"]
+
+log = structlog.get_logger(__name__)
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -67,7 +71,13 @@ def decision_json(decision: Decision, request: ActionRequest | None = None) -> d
 
 
 class DecisionIndex:
-    """Decisions by id, in a SQLite table."""
+    """Decisions by id, in a SQLite table, written behind the decision path.
+
+    ``record`` only queues the row (the decision is already durable in the ledger); one
+    background flush writes everything queued in one transaction, so a burst of decisions
+    costs one commit, not one per decision. ``get`` sees queued rows too. After a crash the
+    rows not yet flushed are rebuilt from the ledger by :meth:`catch_up`.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -82,29 +92,57 @@ class DecisionIndex:
         except sqlite3.DatabaseError as e:
             raise GovernanceError(f"cannot open decision index {path}: {e}") from e
         self._lock = asyncio.Lock()
+        self._pending: dict[str, tuple[str, str, str, int | None, str]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (call :meth:`flush` first to keep queued rows)."""
         self._conn.close()
 
+    async def aclose(self) -> None:
+        """Write what is queued, then close."""
+        await self.flush()
+        self.close()
+
     async def record(self, decision: Decision, request: ActionRequest) -> None:
-        """Index a recorded decision."""
-        body = orjson.dumps(decision_json(decision, request)).decode()
+        """Queue a recorded decision for the index; the background flush writes it."""
+        self._pending[decision.decision_id] = (
+            decision.decision_id,
+            decision.request_id,
+            request.principal.id,
+            decision.receipt_seq,
+            orjson.dumps(decision_json(decision, request)).decode(),
+        )
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(0)  # let the rest of this burst queue up first
+        try:
+            await self.flush()
+        except Exception as e:  # noqa: BLE001 - catch_up rebuilds unflushed rows from the ledger
+            log.warning("decision_index_flush_failed", error=repr(e))
+
+    async def flush(self) -> None:
+        """Write every queued row now (one transaction)."""
         async with self._lock:
-            await asyncio.to_thread(
-                self._conn.execute,
-                "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?)",
-                (
-                    decision.decision_id,
-                    decision.request_id,
-                    request.principal.id,
-                    decision.receipt_seq,
-                    body,
-                ),
-            )
+            while self._pending:
+                rows = list(self._pending.values())
+                await asyncio.to_thread(self._write, rows)
+                for row in rows:
+                    if self._pending.get(row[0]) is row:
+                        del self._pending[row[0]]
+
+    def _write(self, rows: list[tuple[str, str, str, int | None, str]]) -> None:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany("INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?)", rows)
 
     async def get(self, decision_id: str) -> dict[str, Any] | None:
         """The decision as JSON, or None."""
+        queued = self._pending.get(decision_id)
+        if queued is not None:
+            return dict(orjson.loads(queued[4]))
         async with self._lock:
             row = await asyncio.to_thread(
                 lambda: self._conn.execute(
@@ -112,3 +150,65 @@ class DecisionIndex:
                 ).fetchone()
             )
         return None if row is None else dict(orjson.loads(row[0]))
+
+    async def catch_up(self, ledger: Ledger, *, page: int = 1000) -> int:
+        """Index the ledger's decisions after the last indexed one; returns how many.
+
+        The index trails the ledger by at most one unflushed batch; this closes the gap
+        after a crash. Rebuilt rows carry what the ledger entry holds (reasons as messages
+        with the violated policy ids) and ``"rebuilt_from_ledger": true``.
+        """
+        async with self._lock:
+            row = await asyncio.to_thread(
+                lambda: self._conn.execute("SELECT MAX(receipt_seq) FROM decisions").fetchone()
+            )
+        after = int(row[0] or 0)
+        count = 0
+        while True:
+            entries = await ledger.query(after=after, subsystem="governance", limit=page)
+            rows = [r for r in map(_row_from_entry, entries.entries) if r is not None]
+            if rows:
+                async with self._lock:
+                    await asyncio.to_thread(self._write, rows)
+                count += len(rows)
+            if entries.next_after is None:
+                return count
+            after = entries.next_after
+
+
+def _row_from_entry(entry: Entry) -> tuple[str, str, str, int | None, str] | None:
+    payload = entry.payload
+    decision_id = payload.get("decision_id")
+    if payload.get("event") != "decision" or not isinstance(decision_id, str):
+        return None
+    violated = payload.get("violated_policies") or []
+    body = {
+        "decision_id": decision_id,
+        "request_id": payload.get("request_id"),
+        "outcome": entry.result,
+        "allowed": payload.get("allowed"),
+        "mode": payload.get("mode"),
+        "risk": payload.get("risk_level"),
+        "reasons": [
+            {"message": m, "policy_id": None, "principle": None, "severity": None}
+            for m in payload.get("reasons") or []
+        ],
+        "violated_policies": violated,
+        "observed": payload.get("observed") or [],
+        "trust_score": payload.get("trust_score"),
+        "approval_id": payload.get("approval_id"),
+        "receipt_seq": entry.seq,
+        "error": payload.get("error"),
+        "decided_at": entry.timestamp.isoformat(),
+        "principal": entry.actor,
+        "action": entry.action,
+        "resource": entry.resource,
+        "rebuilt_from_ledger": True,
+    }
+    return (
+        decision_id,
+        str(payload.get("request_id") or ""),
+        entry.actor,
+        entry.seq,
+        orjson.dumps(body).decode(),
+    )

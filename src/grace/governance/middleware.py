@@ -45,6 +45,7 @@ APPROVAL_HEADER: Final = "grace-approval-id"
 REASON_HEADER: Final = "grace-reason"
 """Why the caller acts (the follow_why principle asks significant actions for one)."""
 _PROBLEM: Final = b"application/problem+json"
+_ROUTE_CACHE_SIZE: Final = 4096
 
 
 class _TooLarge(Exception):
@@ -74,6 +75,7 @@ class GovernanceMiddleware:
         if pending_status not in (202, 403):
             raise ValueError("pending approvals are answered with 202 or 403")
         self.pending_status = pending_status
+        self._routes_seen: dict[tuple[Any, ...], tuple[str, str, GovernanceMarker | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
@@ -192,10 +194,28 @@ class GovernanceMiddleware:
         return b"".join(chunks), replay
 
     def _route(self, scope: Scope) -> tuple[str, str, GovernanceMarker | None]:
-        """``(METHOD:/template, resource, marker)`` for the route that will serve the request."""
-        method = scope["method"]
+        """``(METHOD:/template, resource, marker)`` for the route that will serve the request.
+
+        Matching walks every route (FastAPI does it again to dispatch), so answers are kept
+        per (router, its route count, method, path, root path): a router that gains routes
+        gets a fresh key, and the cache is bounded.
+        """
         router = getattr(scope.get("app"), "router", None)
-        for prefix, route in _routes(getattr(router, "routes", ()), ""):
+        routes = getattr(router, "routes", ())
+        key = (id(router), len(routes), scope["method"], scope["path"], scope.get("root_path", ""))
+        found = self._routes_seen.get(key)
+        if found is None:
+            found = self._match(scope, routes)
+            self._routes_seen[key] = found
+            if len(self._routes_seen) > _ROUTE_CACHE_SIZE:
+                del self._routes_seen[next(iter(self._routes_seen))]
+        return found
+
+    def _match(
+        self, scope: Scope, routes: Sequence[Any]
+    ) -> tuple[str, str, GovernanceMarker | None]:
+        method = scope["method"]
+        for prefix, route in _routes(routes, ""):
             probe = (
                 scope if not prefix else {**scope, "root_path": scope.get("root_path", "") + prefix}
             )
