@@ -159,3 +159,35 @@ def test_jwt_settings_refuse_none_and_keyless(registry: PrincipalRegistry) -> No
         no_jwt.authenticate({"authorization": f"Bearer {token()}"})
     with pytest.raises(AuthenticationError, match="unsupported"):
         no_jwt.authenticate({"authorization": "Basic YWxpY2U6cHc="})
+
+
+def test_a_key_revoked_by_another_process_is_refused_on_the_next_request(tmp_path: Path) -> None:
+    """Cached authentications end when another connection (the CLI) revokes the key."""
+    server = PrincipalRegistry(tmp_path / "principals.db", clock=FakeClock())
+    cli = PrincipalRegistry(tmp_path / "principals.db", clock=FakeClock())
+    try:
+        server.add("ops-bot", kind=PrincipalKind.SERVICE, roles=["operator"])
+        key = server.create_key("ops-bot")
+        assert server.authenticate_key(key).id == "ops-bot"
+        assert server.authenticate_key(key).id == "ops-bot"  # now from the cache
+        key_id = key.removeprefix("grace_").partition("_")[0]
+        assert cli.revoke_key(key_id)
+        with pytest.raises(AuthenticationError):
+            server.authenticate_key(key)
+    finally:
+        server.close()
+        cli.close()
+
+
+def test_a_principal_disabled_in_process_loses_its_cached_key(tmp_path: Path) -> None:
+    """The registry's own writes clear the cache too."""
+    registry = PrincipalRegistry(tmp_path / "principals.db", clock=FakeClock())
+    try:
+        registry.add("agent-9", kind=PrincipalKind.AGENT)
+        key = registry.create_key("agent-9")
+        assert registry.authenticate_key(key).id == "agent-9"
+        assert registry.disable("agent-9")
+        with pytest.raises(AuthenticationError):
+            registry.authenticate_key(key)
+    finally:
+        registry.close()

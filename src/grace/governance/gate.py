@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
+import orjson
 import structlog
 
 from grace.governance.approvals import ApprovalState, ApprovalStore
@@ -62,6 +63,9 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DECISION_EVENT: Final = "governance.decision_made"
+_FINDINGS_CACHE_SIZE: Final = 4096
+_FINDINGS_KEY_MAX_BYTES: Final = 4096
+"""Only requests up to this size (as JSON) have their findings kept."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +167,7 @@ class Gate:
         self._events = events
         self._index = index
         self._registry = registry or ActionRegistry()
+        self._findings_seen: dict[bytes, tuple[Any, ...]] = {}
         self._overrides = tuple(
             (re.compile(fnmatch.translate(pattern)), mode)
             for pattern, mode in self.settings.mode_overrides
@@ -241,16 +246,7 @@ class Gate:
     async def _judge(
         self, request: ActionRequest, risk: RiskLevel, reversible: bool
     ) -> tuple[Outcome, tuple[Reason, ...], tuple[Reason, ...], float, str | None]:
-        findings = tuple(
-            self._analyze(
-                {
-                    "action": request.action,
-                    "resource": request.resource,
-                    "context": request.context,
-                },
-                root="request",
-            )
-        )
+        findings = self._findings(request)
         trust = float(await self._trust.score(request.principal.id))
         if not 0.0 <= trust <= 1.0:
             raise ValueError(f"trust source returned {trust}, outside [0, 1]")
@@ -291,6 +287,24 @@ class Gate:
                 Reason(message=f"approval {approval_id} was already used or does not match"),
             )
         return outcome, reasons, verdict.observed, trust, approval_id
+
+    def _findings(self, request: ActionRequest) -> tuple[Any, ...]:
+        """The analyzers' findings, kept for small requests seen before (the analyzers are
+        pure functions of the request's content, keyed here by its exact JSON bytes)."""
+        value = {"action": request.action, "resource": request.resource, "context": request.context}
+        try:
+            key: bytes | None = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            key = None  # not plain JSON: analyze it uncached
+        if key is not None and len(key) <= _FINDINGS_KEY_MAX_BYTES:
+            found = self._findings_seen.get(key)
+            if found is None:
+                found = tuple(self._analyze(value, root="request"))
+                self._findings_seen[key] = found
+                if len(self._findings_seen) > _FINDINGS_CACHE_SIZE:
+                    del self._findings_seen[next(iter(self._findings_seen))]
+            return found
+        return tuple(self._analyze(value, root="request"))
 
     async def _open_approval(
         self, request: ActionRequest, outcome: Outcome, risk: RiskLevel, reasons: Iterable[Reason]

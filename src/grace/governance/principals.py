@@ -29,6 +29,7 @@ from grace.types import Clock
 __all__ = ["KEY_PREFIX", "PrincipalRegistry"]
 
 KEY_PREFIX: Final = "grace_"
+_AUTH_CACHE_SIZE: Final = 4096
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS principals (
@@ -68,6 +69,8 @@ class PrincipalRegistry:
             self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as e:
             raise GovernanceError(f"cannot open principal registry {path}: {e}") from e
+        self._auth_cache: dict[bytes, Principal] = {}
+        self._auth_version: object = None
 
     def close(self) -> None:
         """Close the database."""
@@ -83,6 +86,7 @@ class PrincipalRegistry:
         attributes: Mapping[str, Any] | None = None,
     ) -> Principal:
         """Register a principal; :class:`GovernanceError` if the id exists."""
+        self._auth_cache.clear()
         principal = Principal(
             id=principal_id,
             kind=PrincipalKind(kind),
@@ -134,6 +138,7 @@ class PrincipalRegistry:
 
     def disable(self, principal_id: str) -> bool:
         """Disable a principal (its keys stop working); False if unknown."""
+        self._auth_cache.clear()
         cur = self._conn.execute("UPDATE principals SET disabled = 1 WHERE id = ?", (principal_id,))
         return cur.rowcount == 1
 
@@ -152,6 +157,7 @@ class PrincipalRegistry:
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key by its id; False if unknown or already revoked."""
+        self._auth_cache.clear()
         cur = self._conn.execute(
             "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
             (self._clock.now().isoformat(), key_id),
@@ -159,7 +165,28 @@ class PrincipalRegistry:
         return cur.rowcount == 1
 
     def authenticate_key(self, key: str) -> Principal:
-        """The principal an API key belongs to; :class:`AuthenticationError` otherwise."""
+        """The principal an API key belongs to; :class:`AuthenticationError` otherwise.
+
+        Successful answers are kept while the database is unchanged: SQLite's
+        ``data_version`` moves whenever another connection (``grace keys revoke`` in another
+        process) commits, and this registry's own writes clear the cache, so a revoked key
+        or a disabled principal is refused on the very next request.
+        """
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._auth_version:
+            self._auth_cache.clear()
+            self._auth_version = version
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        cached = self._auth_cache.get(digest)
+        if cached is not None:
+            return cached
+        principal = self._authenticate_key(key)
+        if len(self._auth_cache) >= _AUTH_CACHE_SIZE:
+            self._auth_cache.clear()
+        self._auth_cache[digest] = principal
+        return principal
+
+    def _authenticate_key(self, key: str) -> Principal:
         if not key.startswith(KEY_PREFIX):
             raise AuthenticationError("not a Grace API key")
         key_id, sep, secret = key[len(KEY_PREFIX) :].partition("_")
