@@ -352,7 +352,7 @@ async def memory_gate(grace: Grace, *, index: bool, events: bool) -> MemoryGate:
         trust=trust,
         events=mesh.publisher("governance_gate") if mesh is not None else None,
         settings=grace.gate.settings,
-        index=grace.decisions if index else None,
+        index=grace.decision_index if index else None,
     )
     return MemoryGate(gate, sink, mesh)
 
@@ -575,7 +575,7 @@ async def breakdown(grace: Grace, count: int) -> list[tuple[str, float]]:
         )
 
     async def index(i: int) -> None:
-        await grace.decisions.record(replace(decision, decision_id=f"dec_parts_{i}"), request)
+        await grace.decision_index.record(replace(decision, decision_id=f"dec_parts_{i}"), request)
 
     small = max(count // 4, 10)
     return [

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -109,6 +109,20 @@ class GraceSettings(BaseSettings):
     governance: GovernanceSettings = GovernanceSettings()
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=1, le=65535)
+    enable_governance_gate: bool = Field(
+        default=True,
+        validation_alias=AliasChoices(
+            "enable_governance_gate", "GRACE_ENABLE_GOVERNANCE_GATE", "ENABLE_GOVERNANCE_GATE"
+        ),
+        description="The seed's flag: false boots the gate in mode off (nothing governed).",
+    )
+    enable_avn_immune: bool = Field(
+        default=True,
+        validation_alias=AliasChoices(
+            "enable_avn_immune", "GRACE_ENABLE_AVN_IMMUNE", "ENABLE_AVN_IMMUNE"
+        ),
+        description="The seed's flag: false boots without the immune kernel and monitors.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -1,9 +1,24 @@
-"""The composition root: builds Grace's object graph once, from settings.
+"""The composition root: builds Grace's object graph once, from settings, through the
+Guardian boot.
 
-Only this module (and, later, the boot orchestrator) constructs real components; every
-other module receives its collaborators through constructors. The seed's module-level
-singletons are attributes of the one :class:`Grace` object: ``grace.ledger``,
-``grace.mesh``, ``grace.gate``, …
+Only this module (and :mod:`grace.boot`) constructs real components; every other module
+receives its collaborators through constructors. The seed's module-level singletons are
+attributes of the one :class:`Grace` object: ``grace.ledger``, ``grace.mesh``,
+``grace.gate``, …
+
+``Grace.start`` registers the standard chunks with a :class:`~grace.boot.BootOrchestrator`
+and runs it in the caller's event loop (the server's lifespan), so every background task
+belongs to that loop and is cancelled by :meth:`Grace.stop`:
+
+====  ===================  ==========================================================
+ 0    core                 data dir, ledger and its key, principals, approvals,
+                           decision index (caught up with the ledger), constitution
+ 1    mesh                 the trigger mesh from its routing config
+ 1.5  production_systems   governance gate and wiring, authenticator; mesh started
+ 1.6  mesh_validators      the mesh's trust scorer and constitutional validator
+                           (``can_fail``: the mesh then runs without them, degraded)
+ 3    api                  policy hot reload
+====  ===================  ==========================================================
 
 Files under the data dir: ``ledger.db``/``ledger.key`` (the audit ledger),
 ``principals.db`` (principals and hashed API keys), ``governance.db`` (approvals and the
@@ -13,11 +28,12 @@ decision index).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
+from grace.boot import BootChunk, BootOrchestrator, BootReport, HealthReport
 from grace.config import GraceSettings
 from grace.governance.analyzers import analyze
 from grace.governance.approvals import ApprovalStore
@@ -31,7 +47,7 @@ from grace.governance.principals import PrincipalRegistry
 from grace.governance.reload import PolicyReloader
 from grace.governance.wiring import GovernanceWiring
 from grace.ledger import Ledger
-from grace.mesh import TriggerMesh, load_mesh_config
+from grace.mesh import TriggerEvent, TriggerMesh, load_mesh_config
 from grace.types import Clock, SystemClock
 
 __all__ = ["Grace"]
@@ -39,122 +55,221 @@ __all__ = ["Grace"]
 log = structlog.get_logger(__name__)
 
 
-@dataclass(slots=True)
 class Grace:
-    """The running Grace: every component, wired."""
+    """The running Grace: every component, wired. Build it with :meth:`start`."""
 
     settings: GraceSettings
     ledger: Ledger
     mesh: TriggerMesh
     principals: PrincipalRegistry
     approvals: ApprovalStore
-    decisions: DecisionIndex
+    decision_index: DecisionIndex
     constitution: Constitution
+    engine: ConstitutionEngine
     gate: Gate
     authenticator: Authenticator
     wiring: GovernanceWiring
-    reloader: PolicyReloader | None = None
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    boot: BootOrchestrator
+    boot_report: BootReport
+    reloader: PolicyReloader | None
+
+    def __init__(self, settings: GraceSettings, *, clock: Clock | None = None) -> None:
+        """An unbooted shell; use :meth:`start`."""
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.reloader = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Any] = []
+        self.boot = BootOrchestrator(clock=self.clock)
+        for chunk in self._standard_chunks():
+            self.boot.register_chunk(chunk)
 
     @classmethod
     async def start(cls, settings: GraceSettings, *, clock: Clock | None = None) -> Grace:
-        """Open the stores, load the constitution, start the mesh."""
-        clock = clock or SystemClock()
-        data = Path(settings.data_dir)
-        gov = settings.governance
-        ledger = await Ledger.open(data, config=settings.ledger.to_config(), clock=clock)
-        try:
-            constitution = Constitution(gov.policy_dir)
-            mesh = TriggerMesh(load_mesh_config(), clock=clock, audit=ledger)
-            principals = PrincipalRegistry(data / "principals.db", clock=clock)
-            approvals = ApprovalStore(
-                data / "governance.db", clock=clock, ttl_s=gov.approval_ttl_s, audit=ledger
-            )
-            decisions = DecisionIndex(data / "governance.db")
-            rebuilt = await decisions.catch_up(ledger)
-            if rebuilt:
-                log.info("decision_index_rebuilt", decisions=rebuilt)
-            trust = StaticTrust(gov.default_trust)
-            # Mesh publishers are Grace's own in-process components, each holding an
-            # identity handle issued here; until the trust store scores them, they are
-            # trusted as Grace itself.
-            mesh.set_trust_scorer(StaticTrust(1.0).score)
-            engine = ConstitutionEngine(constitution, quorum=gov.parliament_quorum)
-            gate = Gate(
-                policies=engine,
-                analyze=analyze,
-                ledger=ledger,
-                approvals=approvals,
-                clock=clock,
-                trust=trust,
-                events=mesh.publisher("governance_gate"),
-                settings=GateSettings(
-                    mode=EnforcementMode(gov.mode),
-                    mode_overrides=tuple(
-                        (pattern, EnforcementMode(mode))
-                        for pattern, mode in gov.mode_overrides.items()
-                    ),
-                    trust_thresholds=dict.fromkeys(RiskLevel, gov.trust_threshold),
-                    parliament_quorum=gov.parliament_quorum,
-                    decision_timeout_s=gov.decision_timeout_s,
-                ),
-                index=decisions,
-            )
-            jwt_settings = None
-            if gov.jwt_issuer and gov.jwt_audience and gov.jwt_key_files:
-                jwt_settings = JWTSettings(
-                    issuer=gov.jwt_issuer,
-                    audience=gov.jwt_audience,
-                    algorithms=gov.jwt_algorithms,
-                    keys=tuple(p.read_text() for p in gov.jwt_key_files),
-                )
-            authenticator = Authenticator(
-                principals,
-                jwt_settings=jwt_settings,
-                trusted_proxy_token_sha256=gov.trusted_proxy_token_sha256,
-            )
-            system = principals.get("grace") or principals.add(
-                "grace", kind=PrincipalKind.SYSTEM, roles=["system"], autonomy_tier=3
-            )
-            await mesh.start()
-        except BaseException:
-            await ledger.close()
-            raise
+        """Boot every chunk; raises :class:`~grace.boot.BootAborted` (everything started is
+        shut down again) when a chunk that must not fail fails."""
+        grace = cls(settings, clock=clock)
+        grace.boot_report = await grace.boot.run()
         log.info(
-            "grace_started", data_dir=str(data), mode=gov.mode, policies=constitution.digest[:12]
+            "grace_started",
+            data_dir=str(settings.data_dir),
+            mode=str(grace.gate.settings.mode),
+            policies=grace.constitution.digest[:12],
+            boot=str(grace.boot_report.state),
         )
-        reloader = (
-            PolicyReloader(
-                engine, gov.policy_dir, audit=ledger, interval_s=gov.policy_reload_interval_s
-            )
-            if gov.policy_dir is not None and gov.policy_reload_interval_s > 0
-            else None
-        )
-        grace = cls(
-            settings=settings,
-            ledger=ledger,
-            mesh=mesh,
-            principals=principals,
-            approvals=approvals,
-            decisions=decisions,
-            constitution=constitution,
-            gate=gate,
-            authenticator=authenticator,
-            wiring=GovernanceWiring(gate, system=system),
-            reloader=reloader,
-        )
-        if reloader is not None:
-            grace._tasks.append(asyncio.create_task(reloader.run(), name="grace-policy-reload"))
         return grace
 
     async def stop(self) -> None:
-        """Stop background work, drain the mesh, close the stores and the ledger."""
+        """Stop background work and every chunk in reverse boot order."""
+        await self.boot.shutdown()
+
+    # -- the standard chunks -------------------------------------------------------------
+
+    def _standard_chunks(self) -> list[BootChunk]:
+        return [
+            BootChunk(
+                chunk_id="core",
+                name="Core (settings, ledger, keys, stores, constitution)",
+                priority=0,
+                boot_function=self._boot_core,
+                validation_function=self._validate_core,
+                shutdown_function=self._stop_core,
+                timeout_s=60.0,
+            ),
+            BootChunk(
+                chunk_id="mesh",
+                name="Trigger mesh",
+                priority=1,
+                boot_function=self._boot_mesh,
+                depends_on=("core",),
+                shutdown_function=self._stop_mesh,
+            ),
+            BootChunk(
+                chunk_id="production_systems",
+                name="Production systems (governance gate, mesh started)",
+                priority=1.5,
+                boot_function=self._boot_production,
+                depends_on=("core", "mesh"),
+                validation_function=self._validate_production,
+            ),
+            BootChunk(
+                chunk_id="mesh_validators",
+                name="Trigger mesh validators (constitutional validator, trust scorer)",
+                priority=1.6,
+                boot_function=self._boot_mesh_validators,
+                depends_on=("production_systems",),
+                can_fail=True,
+            ),
+            BootChunk(
+                chunk_id="api",
+                name="API support (policy hot reload)",
+                priority=3,
+                boot_function=self._boot_api,
+                depends_on=("production_systems",),
+                shutdown_function=self._stop_tasks,
+            ),
+        ]
+
+    async def _boot_core(self) -> dict[str, Any]:
+        settings = self.settings
+        data = Path(settings.data_dir)
+        gov = settings.governance
+        self.ledger = await Ledger.open(data, config=settings.ledger.to_config(), clock=self.clock)
+        self._closers.append(self.ledger.close)
+        self.boot.set_audit(self.ledger)
+        self.principals = PrincipalRegistry(data / "principals.db", clock=self.clock)
+        self._closers.append(self.principals.close)
+        self.approvals = ApprovalStore(
+            data / "governance.db", clock=self.clock, ttl_s=gov.approval_ttl_s, audit=self.ledger
+        )
+        self._closers.append(self.approvals.close)
+        self.decision_index = DecisionIndex(data / "governance.db")
+        self._closers.append(self.decision_index.aclose)
+        rebuilt = await self.decision_index.catch_up(self.ledger)
+        if rebuilt:
+            log.info("decision_index_rebuilt", decisions=rebuilt)
+        self.constitution = Constitution(gov.policy_dir)
+        return {"status": "online", "ledger_size": await self.ledger.size()}
+
+    async def _validate_core(self, result: Any) -> HealthReport:
+        if self.ledger.read_only:
+            return HealthReport.critical("the ledger is open read-only")
+        if not self.constitution.policies:
+            return HealthReport.critical("the constitution has no policies")
+        return HealthReport(details=result)
+
+    async def _stop_core(self) -> None:
+        while self._closers:
+            close = self._closers.pop()
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _boot_mesh(self) -> dict[str, Any]:
+        self.mesh = TriggerMesh(load_mesh_config(), clock=self.clock, audit=self.ledger)
+        return {"status": "configured", "events": len(self.mesh.config.events)}
+
+    async def _stop_mesh(self) -> None:
+        await self.mesh.stop()
+
+    async def _boot_production(self) -> dict[str, Any]:
+        settings = self.settings
+        gov = settings.governance
+        mode = EnforcementMode(gov.mode)
+        if not settings.enable_governance_gate:
+            log.warning("governance_gate_disabled", hint="ENABLE_GOVERNANCE_GATE=false: mode off")
+            mode = EnforcementMode.OFF
+        self.engine = ConstitutionEngine(self.constitution, quorum=gov.parliament_quorum)
+        self.gate = Gate(
+            policies=self.engine,
+            analyze=analyze,
+            ledger=self.ledger,
+            approvals=self.approvals,
+            clock=self.clock,
+            trust=StaticTrust(gov.default_trust),
+            events=self.mesh.publisher("governance_gate"),
+            settings=GateSettings(
+                mode=mode,
+                mode_overrides=tuple(
+                    (pattern, EnforcementMode(m)) for pattern, m in gov.mode_overrides.items()
+                ),
+                trust_thresholds=dict.fromkeys(RiskLevel, gov.trust_threshold),
+                parliament_quorum=gov.parliament_quorum,
+                decision_timeout_s=gov.decision_timeout_s,
+            ),
+            index=self.decision_index,
+        )
+        jwt_settings = None
+        if gov.jwt_issuer and gov.jwt_audience and gov.jwt_key_files:
+            jwt_settings = JWTSettings(
+                issuer=gov.jwt_issuer,
+                audience=gov.jwt_audience,
+                algorithms=gov.jwt_algorithms,
+                keys=tuple(p.read_text() for p in gov.jwt_key_files),
+            )
+        self.authenticator = Authenticator(
+            self.principals,
+            jwt_settings=jwt_settings,
+            trusted_proxy_token_sha256=gov.trusted_proxy_token_sha256,
+        )
+        system = self.principals.get("grace") or self.principals.add(
+            "grace", kind=PrincipalKind.SYSTEM, roles=["system"], autonomy_tier=3
+        )
+        self.wiring = GovernanceWiring(self.gate, system=system)
+        await self.mesh.start()
+        self.boot.set_audit(self.ledger, self.mesh.publisher("guardian"))
+        return {"status": "online", "mode": str(mode)}
+
+    async def _validate_production(self, result: Any) -> HealthReport:
+        if not self.mesh.running:
+            return HealthReport.critical("the trigger mesh did not start")
+        return HealthReport(details=result)
+
+    async def _boot_mesh_validators(self) -> dict[str, Any]:
+        # Mesh publishers are Grace's own in-process components, each holding an identity
+        # handle issued here; until the trust store scores them, they are trusted as Grace.
+        self.mesh.set_trust_scorer(StaticTrust(1.0).score)
+        self.mesh.set_governance_validator(self._constitutional_event_check)
+        return {"status": "configured"}
+
+    async def _constitutional_event_check(self, event: TriggerEvent) -> bool:
+        """The mesh's constitutional validator: the content analyzers find nothing."""
+        return not analyze({"event_type": event.event_type, "payload": event.payload}, root="event")
+
+    async def _boot_api(self) -> dict[str, Any]:
+        gov = self.settings.governance
+        if gov.policy_dir is not None and gov.policy_reload_interval_s > 0:
+            self.reloader = PolicyReloader(
+                self.engine,
+                gov.policy_dir,
+                audit=self.ledger,
+                interval_s=gov.policy_reload_interval_s,
+            )
+            self._tasks.append(asyncio.create_task(self.reloader.run(), name="grace-policy-reload"))
+        return {"status": "online", "policy_reload": self.reloader is not None}
+
+    async def _stop_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        await self.mesh.stop()
-        self.approvals.close()
-        await self.decisions.aclose()
-        self.principals.close()
-        await self.ledger.close()

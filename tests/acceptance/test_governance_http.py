@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from grace.boot import BootAborted
 from grace.config import GovernanceSettings, GraceSettings, LedgerSettings
-from grace.errors import PolicyError
 from grace.governance.model import PrincipalKind
 from grace.governance.principals import PrincipalRegistry
 from grace.governance.wiring import require_governance
@@ -132,7 +132,7 @@ async def test_credentials_come_from_keys_not_headers(site: Site) -> None:
 async def test_every_decision_is_in_the_ledger_under_its_seq(site: Site) -> None:
     """The decision id on a response leads to a ledger entry with the decision's seq."""
     r = await site.http.get("/items/7", headers=site.as_("bob"))
-    decision = await site.grace.decisions.get(r.headers["grace-decision-id"])
+    decision = await site.grace.decision_index.get(r.headers["grace-decision-id"])
     assert decision is not None
     entry = await site.grace.ledger.get(decision["receipt_seq"])
     assert entry is not None
@@ -203,7 +203,7 @@ async def test_log_mode_never_blocks_but_records(tmp_path: Path) -> None:
     async for site in start_site(tmp_path, mode="log"):
         r = await site.http.post("/items", json={"script": "rm -rf /"}, headers=site.as_("alice"))
         assert r.status_code == 200
-        decision = await site.grace.decisions.get(r.headers["grace-decision-id"])
+        decision = await site.grace.decision_index.get(r.headers["grace-decision-id"])
         assert decision is not None
         assert decision["outcome"] == "rejected"
         assert decision["allowed"] is True
@@ -222,7 +222,7 @@ async def test_staged_log_rule_observes_while_the_rest_enforce(tmp_path: Path) -
     async for site in start_site(tmp_path, policy_dir=policy_dir):
         r = await site.http.get("/items/42", headers=site.as_("alice"))
         assert r.status_code == 200, r.text
-        decision = await site.grace.decisions.get(r.headers["grace-decision-id"])
+        decision = await site.grace.decision_index.get(r.headers["grace-decision-id"])
         assert decision is not None
         assert decision["observed"] == ["staged-no-item-42"]
         bad = await site.http.post("/items", json={"s": "rm -rf /"}, headers=site.as_("alice"))
@@ -237,7 +237,7 @@ async def test_broken_policy_file_never_opens_the_gate(tmp_path: Path) -> None:
     settings = GraceSettings(
         data_dir=tmp_path / "data", governance=GovernanceSettings(policy_dir=policy_dir)
     )
-    with pytest.raises(PolicyError, match=r"broken\.cedar"):
+    with pytest.raises(BootAborted, match=r"(?s)PolicyError: .*broken\.cedar"):
         await Grace.start(settings)
     async with await Ledger.open(tmp_path / "data") as ledger:  # nothing left locked
         assert await ledger.size() == 0

@@ -203,7 +203,7 @@ async def test_a_failing_optional_chunk_degrades_and_skips_its_dependents() -> N
     assert report.chunk("scorer-ui").status is ChunkStatus.SKIPPED
     assert "validators" in (report.chunk("scorer-ui").error or "")
     assert report.chunk("api").status is ChunkStatus.PASSED
-    assert j.lines == ["boot core", "boot api"]
+    assert j.lines == ["boot core", "stop validators", "boot api"]
 
 
 async def test_a_failing_required_chunk_aborts_and_shuts_down_in_reverse_order() -> None:
@@ -224,7 +224,13 @@ async def test_a_failing_required_chunk_aborts_and_shuts_down_in_reverse_order()
         ChunkStatus.FAILED,
         ChunkStatus.SKIPPED,
     ]
-    assert j.lines == ["boot core", "boot mesh", "stop mesh", "stop core"]
+    assert j.lines == [
+        "boot core",
+        "boot mesh",
+        "stop production",  # the failed attempt undoes its own work
+        "stop mesh",
+        "stop core",
+    ]
     assert boot.report is report
 
 
@@ -237,7 +243,7 @@ async def test_a_required_chunk_skipped_for_a_failed_optional_one_aborts() -> No
     boot.register_chunk(j.chunk("gate", 2, depends_on=("validators",)))
     with pytest.raises(BootAborted, match="'gate'"):
         await boot.run()
-    assert j.lines == ["boot core", "stop core"]
+    assert j.lines == ["boot core", "stop validators", "stop core"]
 
 
 async def test_validation_failures_fail_the_chunk() -> None:
@@ -307,3 +313,27 @@ async def test_an_aborted_boot_is_announced_as_failed() -> None:
         await boot.run()
     with pytest.raises(BootError, match="after the boot"):
         boot.register_chunk(j.chunk("late", 9))
+
+
+async def test_an_aborted_boot_is_recorded_before_the_ledger_chunk_stops(tmp_path: Path) -> None:
+    """The failed boot's report reaches the ledger booted by an earlier chunk."""
+    j = Journal()
+    boot = BootOrchestrator()
+    ledger_box: list[Ledger] = []
+
+    async def core() -> None:
+        ledger_box.append(await Ledger.open(tmp_path))
+        boot.set_audit(ledger_box[0])
+
+    async def stop_core() -> None:
+        await ledger_box[0].close()
+
+    boot.register_chunk(j.chunk("core", 0, boot_function=core, shutdown_function=stop_core))
+    boot.register_chunk(j.chunk("gate", 1, boot_function=fail))
+    with pytest.raises(BootAborted) as raised:
+        await boot.run()
+    assert raised.value.report.receipt_seq == 1
+    async with await Ledger.open(tmp_path) as ledger:
+        entry = await ledger.get(1)
+        assert entry is not None
+        assert (entry.action, entry.result) == ("boot.report", "failed")

@@ -61,7 +61,7 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
             gate=gate,
             approvals=approvals,
             principals=registry,
-            decisions=index,
+            decision_index=index,
             authenticator=Authenticator(registry),
         )
         return api, ledger.close

@@ -16,9 +16,11 @@ Invariants:
 * the plan (order, dependencies, cycles, duplicate ids) is checked before anything starts;
 * chunks boot one at a time in plan order, so a chunk's dependencies have passed when it
   starts; a chunk whose dependency did not pass is skipped;
+* a failed attempt runs the chunk's shutdown function (best effort) before the retry or
+  the failure, so a half-started chunk leaves nothing behind;
 * a failed or skipped chunk with ``can_fail=False`` aborts the boot: every chunk that
-  started (passed ones, and the failed one, best effort) is shut down in reverse order and
-  the rest are skipped; a ``can_fail=True`` failure leaves the boot ``degraded``;
+  passed is shut down in reverse order and the rest are skipped; a ``can_fail=True``
+  failure leaves the boot ``degraded``;
 * the report goes to the ledger (``system`` / ``boot.report``) and as
   ``system.boot.started`` / ``completed`` / ``failed`` events; neither can change the
   outcome (the ledger failing is logged and the report carries no seq).
@@ -177,7 +179,6 @@ class BootOrchestrator:
             reports[chunk.chunk_id] = done
             if done.status is not ChunkStatus.PASSED and not chunk.can_fail:
                 aborted_by = done
-                await self._shutdown_started(failed=chunk)
         chunks = tuple(reports[c.chunk_id] for c in order)
         if aborted_by is not None:
             state = BootState.FAILED
@@ -194,7 +195,9 @@ class BootOrchestrator:
         report = await self._record(report)
         self.report = report
         if aborted_by is not None:
+            # Recorded and announced first, while the ledger and the mesh still run.
             await self._emit(BOOT_FAILED, report.as_json())
+            await self._shutdown_started()
             raise BootAborted(
                 f"boot aborted: chunk {aborted_by.chunk_id!r} ({aborted_by.name}) "
                 f"{aborted_by.status}: {aborted_by.error or 'no detail'}",
@@ -206,7 +209,7 @@ class BootOrchestrator:
 
     async def shutdown(self) -> None:
         """Shut down every started chunk in reverse boot order (errors logged, not raised)."""
-        await self._shutdown_started(failed=None)
+        await self._shutdown_started()
 
     async def _boot(self, chunk: BootChunk) -> ChunkReport:
         t0 = time.perf_counter()
@@ -248,6 +251,11 @@ class BootOrchestrator:
                     )
                 error = "validation failed: " + "; ".join(i.message for i in critical)
             log.warning("boot_chunk_attempt_failed", chunk=chunk.chunk_id, error=error)
+            # A failed attempt may have started part of its work: undo it before a retry
+            # (or before giving up), so nothing half-started is left behind.
+            if chunk in self._started:
+                self._started.remove(chunk)
+            await self._shut(chunk, failed=True)
         self.status[chunk.chunk_id] = ChunkStatus.FAILED
         return ChunkReport(
             chunk_id=chunk.chunk_id,
@@ -292,21 +300,20 @@ class BootOrchestrator:
             error=why,
         )
 
-    async def _shutdown_started(self, *, failed: BootChunk | None) -> None:
+    async def _shutdown_started(self) -> None:
         while self._started:
-            chunk = self._started.pop()
-            if chunk.shutdown_function is None:
-                continue
-            try:
-                async with asyncio.timeout(chunk.timeout_s):
-                    await chunk.shutdown_function()
-            except Exception as e:  # noqa: BLE001 - shut the rest down regardless
-                log.warning(
-                    "boot_chunk_shutdown_failed",
-                    chunk=chunk.chunk_id,
-                    error=repr(e),
-                    failed_chunk=chunk is failed,
-                )
+            await self._shut(self._started.pop(), failed=False)
+
+    async def _shut(self, chunk: BootChunk, *, failed: bool) -> None:
+        if chunk.shutdown_function is None:
+            return
+        try:
+            async with asyncio.timeout(chunk.timeout_s):
+                await chunk.shutdown_function()
+        except Exception as e:  # noqa: BLE001 - shut the rest down regardless
+            log.warning(
+                "boot_chunk_shutdown_failed", chunk=chunk.chunk_id, error=repr(e), failed=failed
+            )
 
     async def _record(self, report: BootReport) -> BootReport:
         if self._audit is None:

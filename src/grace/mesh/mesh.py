@@ -272,6 +272,11 @@ class TriggerMesh:
         """The routing configuration in force."""
         return self._config
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopping."""
+        return self._started and not self._stopping
+
     def load_config(self, config: MeshConfig | Path | None = None) -> MeshConfig:
         """Replace the routing configuration: a parsed config, a YAML file, or (None) the
         packaged default. Routes are recomputed; a bad file raises MeshConfigError and

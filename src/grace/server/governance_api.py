@@ -35,7 +35,7 @@ class GovernanceServices(Protocol):
     gate: Gate
     approvals: ApprovalStore
     principals: PrincipalRegistry
-    decisions: DecisionIndex
+    decision_index: DecisionIndex
     authenticator: Authenticator
 
 
@@ -48,14 +48,14 @@ class GovernanceAPI:
         gate: Gate,
         approvals: ApprovalStore,
         principals: PrincipalRegistry,
-        decisions: DecisionIndex,
+        decision_index: DecisionIndex,
         authenticator: Authenticator,
     ) -> None:
         self.gate = gate
         self.authenticator = authenticator
         self.approvals = approvals
         self.principals = principals
-        self.decisions = decisions
+        self.decision_index = decision_index
 
 
 def _api(request: Request) -> GovernanceServices:
@@ -136,7 +136,7 @@ async def decide_batch(
 @router.get("/decisions/{decision_id}")
 async def get_decision(decision_id: str, api: Api, caller: Caller) -> dict[str, Any]:
     """One decision; auditors and PEPs see all, others their own."""
-    found = await api.decisions.get(decision_id)
+    found = await api.decision_index.get(decision_id)
     if found is None:
         raise HTTPException(404, f"no decision {decision_id}")
     if found.get("principal") != caller.id:
