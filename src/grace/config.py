@@ -81,7 +81,16 @@ class GovernanceSettings(BaseModel):
         le=1,
         description="Trust of every principal until the trust store lands.",
     )
-    exempt_paths: tuple[str, ...] = ("/health", "/metrics", "/favicon.ico")
+    exempt_paths: tuple[str, ...] = (
+        "/health",
+        "/ready",
+        "/metrics",
+        "/favicon.ico",
+        "/",
+        "/console/*",
+    )
+    """Paths served without governance (exact, or a prefix ending in ``/*``): probes,
+    metrics, and the web console's static files (it signs in with an API key itself)."""
     max_body_bytes: int = Field(default=1 << 20, ge=1)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None

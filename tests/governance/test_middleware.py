@@ -113,6 +113,26 @@ async def test_exempt_paths_skip_governance(world: World) -> None:
     assert (await world.client.get("/health")).status_code == 200
 
 
+async def test_a_prefix_exemption_covers_only_what_is_under_it() -> None:
+    """`/console/*` exempts `/console/app.js`, never `/consolex` or `/v1/…` reached by `..`."""
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = GovernanceMiddleware(app, exempt_paths=("/health", "/console/*"))
+    transport = httpx.ASGITransport(app=middleware)
+    async with httpx.AsyncClient(transport=transport, base_url="http://grace.test") as client:
+        assert (await client.get("/console/app.js")).status_code == 200
+        assert (await client.get("/console/")).status_code == 200
+        # Not exempt: without a gate the middleware refuses (503), the app never runs.
+        assert (await client.get("/consolex")).status_code == 503
+        assert (await client.get("/console")).status_code == 503
+    assert seen == ["/console/app.js", "/console/"]
+
+
 async def test_valid_key_runs_the_app_and_tags_the_decision(world: World) -> None:
     """An allowed request reaches the app; the response names its decision, which is in the
     ledger under the route template."""

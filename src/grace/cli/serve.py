@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import typer
@@ -23,9 +22,7 @@ def serve(
     """Start Grace: ledger, constitution, gate, mesh and the HTTP API."""
     import uvicorn
 
-    from grace.runtime import Grace
     from grace.server import create_app
-    from grace.server.governance_api import GovernanceServices
 
     settings = settings_of(ctx)
     updates = {
@@ -33,10 +30,6 @@ def serve(
     }
     if updates:
         settings = settings.model_copy(update=updates)
-
-    async def runtime() -> tuple[GovernanceServices, Callable[[], Awaitable[None]]]:
-        grace = await Grace.start(settings)
-        return grace, grace.stop
 
     from rich.console import Console
 
@@ -48,7 +41,7 @@ def serve(
         f"  grace keys create --principal alice -d {settings.data_dir}"
     )
     uvicorn.run(
-        create_app(runtime, exempt_paths=settings.governance.exempt_paths),
+        create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -70,7 +70,9 @@ class GovernanceMiddleware:
         self.gate = gate
         self.authenticator = authenticator
         self.state_attribute = state_attribute
-        self.exempt_paths = frozenset(exempt_paths)
+        self.exempt_paths = frozenset(p for p in exempt_paths if not p.endswith("/*"))
+        self.exempt_prefixes = tuple(p[:-1] for p in exempt_paths if p.endswith("/*"))
+        """``/console/*`` exempts ``/console/`` and everything under it (not ``/consoleX``)."""
         self.max_body_bytes = max_body_bytes
         if pending_status not in (202, 403):
             raise ValueError("pending approvals are answered with 202 or 403")
@@ -78,7 +80,11 @@ class GovernanceMiddleware:
         self._routes_seen: dict[tuple[Any, ...], tuple[str, str, GovernanceMarker | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self.exempt_paths
+            or (self.exempt_prefixes and scope["path"].startswith(self.exempt_prefixes))
+        ):
             await self.app(scope, receive, send)
             return
         gate, authenticator = self._resolve(scope)

@@ -9,16 +9,26 @@ component. A principal whose id is already a component's identity (``governance_
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from grace.errors import EventError, MeshError
 from grace.governance.model import Principal
-from grace.mesh import Publisher, TriggerMesh
+from grace.mesh import Publisher, TriggerEvent, TriggerMesh, validate_pattern
 
-__all__ = ["router"]
+__all__ = ["STREAM_ROLES", "router"]
+
+STREAM_ROLES: Final = frozenset({"operator", "auditor", "admin", "approver"})
+"""Who may watch the live event stream (events can say a lot about the system)."""
+_STREAM_BUFFER: Final = 1000
+_KEEPALIVE_S: Final = 15.0
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -70,3 +80,69 @@ async def emit_event(
         status = 503 if result.reason in ("queue_full", "stopped") else 403
         raise HTTPException(status, answer)
     return answer
+
+
+@router.get("/events/stream")
+async def stream_events(
+    request: Request,
+    pattern: Annotated[str, Query(max_length=256, description="Subject pattern")] = ">",
+) -> StreamingResponse:
+    """Server-sent events: every routed event matching ``pattern``, as CloudEvents JSON.
+
+    Needs one of the roles in :data:`STREAM_ROLES`. A slow reader loses the oldest events
+    (a ``dropped`` event says how many), never the server's memory.
+    """
+    services = getattr(request.app.state, "governance", None)
+    mesh = getattr(services, "mesh", None)
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(mesh, TriggerMesh) or not isinstance(principal, Principal):
+        raise HTTPException(503, "the event stream is not available")
+    if not principal.roles & STREAM_ROLES:
+        raise HTTPException(403, f"the event stream needs one of the roles {sorted(STREAM_ROLES)}")
+    try:
+        validate_pattern(pattern)
+    except MeshError as e:
+        raise HTTPException(422, str(e)) from e
+    queue: asyncio.Queue[TriggerEvent] = asyncio.Queue(_STREAM_BUFFER)
+    dropped = 0
+
+    async def handler(event: TriggerEvent) -> None:
+        nonlocal dropped
+        if queue.full():
+            queue.get_nowait()
+            dropped += 1
+        queue.put_nowait(event)
+
+    subscription = mesh.subscribe(
+        pattern, handler, name=f"sse-{principal.id}-{secrets.token_hex(4)}"
+    )
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal dropped
+        try:
+            yield b": grace event stream\nretry: 2000\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), _KEEPALIVE_S)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if dropped:
+                    yield f"event: dropped\ndata: {dropped}\n\n".encode()
+                    dropped = 0
+                yield (
+                    b"id: "
+                    + event.event_id.encode()
+                    + b"\nevent: grace\ndata: "
+                    + event.to_json()
+                    + b"\n\n"
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                subscription.cancel()
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
