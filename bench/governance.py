@@ -83,7 +83,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from _report import Row, fmt_rate, print_profile, print_table, verdict
-from grace.config import GraceSettings, LedgerSettings
+from grace.config import GraceSettings, LedgerSettings, TrustSettings
 from grace.governance.analyzers import analyze
 from grace.governance.engine import ConstitutionEngine
 from grace.governance.gate import DECISION_EVENT, Facts, Gate, StaticTrust
@@ -106,6 +106,8 @@ from grace.server import create_app
 from grace.server.governance_api import GovernanceServices
 from grace.types import Clock, SystemClock
 
+PRIOR_TRUST = TrustSettings().to_config().default_score
+"""What a principal the trust store has not seen scores (the gate's trust for the bench's)."""
 FIRST_SIGHT_GOAL = 1.5
 """First-sight decision <= this many bare Cedar calls."""
 REPEATED_GOAL_US = 10.0
@@ -337,7 +339,7 @@ class MemoryGate:
 async def memory_gate(grace: Grace, *, index: bool, events: bool) -> MemoryGate:
     gov = grace.settings.governance
     sink = MemorySink(CLOCK)
-    trust = StaticTrust(gov.default_trust)
+    trust = StaticTrust(PRIOR_TRUST)
     mesh: TriggerMesh | None = None
     if events:
         mesh = TriggerMesh(load_mesh_config(), clock=CLOCK, audit=sink)
@@ -444,7 +446,7 @@ async def bench_decide(grace: Grace, plan: DecidePlan) -> tuple[list[DecideResul
     """Paired runs of every variant against the bare call; returns results and ledger
     entries written per decision by the real gate."""
     gov = grace.settings.governance
-    bare = BareCedar(gov.policy_dir, gov.default_trust, gov.parliament_quorum)
+    bare = BareCedar(gov.policy_dir, PRIOR_TRUST, gov.parliament_quorum)
     memory = await memory_gate(grace, index=True, events=True)
     core = await memory_gate(grace, index=False, events=False)
     gates: dict[str, Gate] = {"real": grace.gate, "memory": memory.gate, "core": core.gate}
@@ -538,12 +540,12 @@ def time_sync(call: Callable[[int], object], count: int) -> float:
 async def breakdown(grace: Grace, count: int) -> list[tuple[str, float]]:
     """µs per call of each step of ``Gate.decide``, timed on its own."""
     gov = grace.settings.governance
-    bare = BareCedar(gov.policy_dir, gov.default_trust, gov.parliament_quorum)
+    bare = BareCedar(gov.policy_dir, PRIOR_TRUST, gov.parliament_quorum)
     engine = ConstitutionEngine(grace.constitution, quorum=gov.parliament_quorum)
     core = (await memory_gate(grace, index=False, events=False)).gate
     request = repeated_requests("parts", 1)[0]
     decision = await core.decide(request)
-    facts = Facts(risk=RiskLevel.LOW, trust=gov.default_trust)
+    facts = Facts(risk=RiskLevel.LOW, trust=PRIOR_TRUST)
     scan = {"action": request.action, "resource": request.resource, "context": request.context}
     fresh = first_sight_requests("parts", count)
     fresh_bare = first_sight_requests("parts-bare", count)

@@ -76,6 +76,21 @@ PACKAGES = {
         "IssueSeverity",
         "Validator",
     ],
+    "grace.trust": [
+        "Dimension",
+        "Evidence",
+        "TrustConfig",
+        "TrustLevel",
+        "TrustScore",
+        "TrustStore",
+    ],
+    "grace.immune.detectors": [
+        "Detector",
+        "EnsembleDetector",
+        "ZScoreDetector",
+        "available_detectors",
+        "create_detector",
+    ],
     "grace.testing": ["FakeClock"],
     "grace.mesh": [
         "BlockReason",

@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from grace.errors import ConfigError
 from grace.ledger import LedgerConfig
+from grace.trust import TrustConfig
 
 __all__ = ["GovernanceSettings", "GraceSettings", "LedgerSettings", "load_settings"]
 
@@ -75,12 +76,6 @@ class GovernanceSettings(BaseModel):
     parliament_quorum: int = Field(default=2, ge=2)
     decision_timeout_s: float = Field(default=2.0, gt=0)
     approval_ttl_s: float = Field(default=3600.0, gt=0)
-    default_trust: float = Field(
-        default=0.75,
-        ge=0,
-        le=1,
-        description="Trust of every principal until the trust store lands.",
-    )
     exempt_paths: tuple[str, ...] = (
         "/health",
         "/ready",
@@ -97,6 +92,28 @@ class GovernanceSettings(BaseModel):
     jwt_algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
     jwt_key_files: tuple[Path, ...] = ()
     trusted_proxy_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class TrustSettings(BaseModel):
+    """``[trust]``: the reputation model (ADR 0007)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    half_life_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    prior_alpha: float = Field(
+        default=3.0, gt=0, description="With prior_beta: a stranger scores alpha/(alpha+beta)."
+    )
+    prior_beta: float = Field(default=1.0, gt=0)
+    reliability_weight: float = Field(default=0.30, ge=0)
+    governance_compliance_weight: float = Field(default=0.30, ge=0)
+    verification_record_weight: float = Field(default=0.20, ge=0)
+    anomaly_history_weight: float = Field(default=0.20, ge=0)
+    max_update: float = Field(default=5.0, gt=0)
+    confidence_k: float = Field(default=10.0, gt=0)
+
+    def to_config(self) -> TrustConfig:
+        """The trust store's own frozen config."""
+        return TrustConfig(**self.model_dump())
 
 
 class GraceSettings(BaseSettings):
@@ -116,6 +133,7 @@ class GraceSettings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     ledger: LedgerSettings = LedgerSettings()
     governance: GovernanceSettings = GovernanceSettings()
+    trust: TrustSettings = TrustSettings()
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=1, le=65535)
     enable_governance_gate: bool = Field(

@@ -11,8 +11,9 @@ and runs it in the caller's event loop (the server's lifespan), so every backgro
 belongs to that loop and is cancelled by :meth:`Grace.stop`:
 
 ====  ===================  ==========================================================
- 0    core                 data dir, ledger and its key, principals, approvals,
-                           decision index (caught up with the ledger), constitution
+ 0    core                 data dir, ledger and its key, trust store, principals,
+                           approvals, decision index (caught up with the ledger),
+                           constitution
  1    mesh                 the trigger mesh from its routing config
  1.5  production_systems   governance gate and wiring, authenticator; mesh started
  1.6  mesh_validators      the mesh's trust scorer and constitutional validator
@@ -21,8 +22,8 @@ belongs to that loop and is cancelled by :meth:`Grace.stop`:
 ====  ===================  ==========================================================
 
 Files under the data dir: ``ledger.db``/``ledger.key`` (the audit ledger),
-``principals.db`` (principals and hashed API keys), ``governance.db`` (approvals and the
-decision index).
+``trust.db`` (reputation), ``principals.db`` (principals and hashed API keys),
+``governance.db`` (approvals and the decision index).
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ from grace.governance.auth import Authenticator, JWTSettings
 from grace.governance.constitution import Constitution
 from grace.governance.decisions import DecisionIndex
 from grace.governance.engine import ConstitutionEngine
-from grace.governance.gate import Gate, GateSettings, StaticTrust
+from grace.governance.gate import Gate, GateSettings
 from grace.governance.model import EnforcementMode, PrincipalKind, RiskLevel
 from grace.governance.principals import PrincipalRegistry
 from grace.governance.reload import PolicyReloader
 from grace.governance.wiring import GovernanceWiring
 from grace.ledger import Ledger
-from grace.mesh import TriggerEvent, TriggerMesh, load_mesh_config
+from grace.mesh import Publisher, TriggerEvent, TriggerMesh, load_mesh_config
+from grace.trust import TrustStore
 from grace.types import Clock, SystemClock
 
 __all__ = ["Grace"]
@@ -61,6 +63,7 @@ class Grace:
     settings: GraceSettings
     ledger: Ledger
     mesh: TriggerMesh
+    trust: TrustStore
     principals: PrincipalRegistry
     approvals: ApprovalStore
     decision_index: DecisionIndex
@@ -80,6 +83,8 @@ class Grace:
         self.reloader = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Any] = []
+        self._components: set[str] = set()
+        """Grace's own mesh identities (publisher handles issued by this runtime)."""
         self.boot = BootOrchestrator(clock=self.clock)
         for chunk in self._standard_chunks():
             self.boot.register_chunk(chunk)
@@ -157,6 +162,13 @@ class Grace:
         self.ledger = await Ledger.open(data, config=settings.ledger.to_config(), clock=self.clock)
         self._closers.append(self.ledger.close)
         self.boot.set_audit(self.ledger)
+        self.trust = await TrustStore.open(
+            data / "trust.db",
+            config=settings.trust.to_config(),
+            clock=self.clock,
+            audit=self.ledger,
+        )
+        self._closers.append(self.trust.close)
         self.principals = PrincipalRegistry(data / "principals.db", clock=self.clock)
         self._closers.append(self.principals.close)
         self.approvals = ApprovalStore(
@@ -206,8 +218,8 @@ class Grace:
             ledger=self.ledger,
             approvals=self.approvals,
             clock=self.clock,
-            trust=StaticTrust(gov.default_trust),
-            events=self.mesh.publisher("governance_gate"),
+            trust=self.trust,
+            events=self._publisher("governance_gate"),
             settings=GateSettings(
                 mode=mode,
                 mode_overrides=tuple(
@@ -237,7 +249,7 @@ class Grace:
         )
         self.wiring = GovernanceWiring(self.gate, system=system)
         await self.mesh.start()
-        self.boot.set_audit(self.ledger, self.mesh.publisher("guardian"))
+        self.boot.set_audit(self.ledger, self._publisher("guardian"))
         return {"status": "online", "mode": str(mode)}
 
     async def _validate_production(self, result: Any) -> HealthReport:
@@ -245,12 +257,24 @@ class Grace:
             return HealthReport.critical("the trigger mesh did not start")
         return HealthReport(details=result)
 
+    def _publisher(self, component_id: str) -> Publisher:
+        """Issue one of Grace's own mesh identities (once per identity)."""
+        handle = self.mesh.publisher(component_id)
+        self._components.add(component_id)
+        return handle
+
     async def _boot_mesh_validators(self) -> dict[str, Any]:
-        # Mesh publishers are Grace's own in-process components, each holding an identity
-        # handle issued here; until the trust store scores them, they are trusted as Grace.
-        self.mesh.set_trust_scorer(StaticTrust(1.0).score)
+        self.mesh.set_trust_scorer(self._publisher_trust)
         self.mesh.set_governance_validator(self._constitutional_event_check)
         return {"status": "configured"}
+
+    async def _publisher_trust(self, component_id: str) -> float:
+        """The mesh's trust scorer: Grace's own components (handles issued here) are trusted
+        as Grace itself unless quarantined; every other publisher (an HTTP principal) has
+        its reputation from the trust store."""
+        if component_id in self._components and not self.trust.is_quarantined(component_id):
+            return 1.0
+        return await self.trust.score(component_id)
 
     async def _constitutional_event_check(self, event: TriggerEvent) -> bool:
         """The mesh's constitutional validator: the content analyzers find nothing."""

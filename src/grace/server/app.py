@@ -29,6 +29,7 @@ from grace.server.audit_api import router as audit_router
 from grace.server.events_api import router as events_router
 from grace.server.governance_api import GovernanceServices
 from grace.server.governance_api import router as governance_router
+from grace.server.trust_api import router as trust_router
 
 __all__ = ["RuntimeFactory", "create_app"]
 
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(governance_router)
     app.include_router(events_router)
     app.include_router(audit_router)
+    app.include_router(trust_router)
     _mount_console(app)
     app.add_middleware(GovernanceMiddleware, exempt_paths=exempt_paths)
     return app

@@ -1,0 +1,1 @@
+"""Tests of the streaming anomaly detectors (grace.immune.detectors)."""
