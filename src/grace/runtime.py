@@ -37,7 +37,7 @@ import structlog
 from grace.boot import BootChunk, BootOrchestrator, BootReport, HealthReport
 from grace.config import GraceSettings
 from grace.governance.analyzers import analyze
-from grace.governance.approvals import ApprovalStore
+from grace.governance.approvals import ApprovalState, ApprovalStore
 from grace.governance.auth import Authenticator, JWTSettings
 from grace.governance.constitution import Constitution
 from grace.governance.decisions import DecisionIndex
@@ -107,6 +107,36 @@ class Grace:
     async def stop(self) -> None:
         """Stop background work and every chunk in reverse boot order."""
         await self.boot.shutdown()
+
+    async def get_stats(self) -> dict[str, Any]:
+        """Every component's figures (``grace status``, ``GET /v1/status``)."""
+        checkpoint = await self.ledger.latest_checkpoint()
+        scores = await self.trust.list_scores(limit=10_000)
+        pending = await self.approvals.find(state=ApprovalState.PENDING)
+        return {
+            "boot": {
+                "state": str(self.boot_report.state),
+                "degraded": list(self.boot_report.degraded_chunks),
+                "duration_s": round(self.boot_report.duration_s, 3),
+            },
+            "ledger": {
+                "size": await self.ledger.size(),
+                "checkpointed_size": checkpoint.tree_size if checkpoint else 0,
+                "origin": self.ledger.verifier.name,
+            },
+            "governance": {
+                "mode": str(self.gate.settings.mode),
+                "policies": len(self.constitution.policies),
+                "constitution": self.engine.constitution.digest[:12],
+                "pending_approvals": len(pending),
+            },
+            "mesh": self.mesh.get_stats(),
+            "trust": {
+                "subjects": len(scores),
+                "quarantined": sum(1 for s in scores if s.quarantined),
+                "lowest": [s.subject_id for s in scores[:5]],
+            },
+        }
 
     # -- the standard chunks -------------------------------------------------------------
 

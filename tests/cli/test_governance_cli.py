@@ -111,6 +111,16 @@ def test_serve_runs_governs_and_stops_cleanly(tmp_path: Path) -> None:
         ok = httpx.get(f"{url}/v1/approvals", headers={"Authorization": f"Bearer {key}"})
         assert ok.status_code == 200, ok.text
         assert ok.json() == []
+        assert httpx.get(f"{url}/ready").json()["state"] == "ready"
+        status = grace("status", "--url", url, "--key", key, cwd=tmp_path)
+        assert status.returncode == 0, status.stderr
+        for component in ("boot", "ledger", "governance", "mesh", "trust"):
+            assert component in status.stdout
+        raw = grace("status", "--url", url, "--key", key, "--json", cwd=tmp_path)
+        assert '"events_routed"' in raw.stdout
+        refused = grace("status", "--url", url, "--key", "grace_bad_key", cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "401" in refused.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -121,6 +131,31 @@ def test_serve_runs_governs_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, log.read_text()
     verify = grace("audit", "verify", "-d", "d", cwd=tmp_path)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_boot_plan_lists_the_standard_chunks_without_starting_anything(tmp_path: Path) -> None:
+    """`grace boot --plan` prints the chunks in boot order and creates no data."""
+    plan = grace("boot", "--plan", "-d", "d", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    positions = [
+        plan.stdout.index(c)
+        for c in ("core", "mesh", "production_systems", "mesh_validators", "api")
+    ]
+    assert positions == sorted(positions)
+    assert not (tmp_path / "d").exists()
+    bare = grace("boot", cwd=tmp_path)
+    assert bare.returncode == 2
+    assert "--plan" in bare.stderr
+
+
+def test_status_without_a_key_or_server_is_one_clear_error(tmp_path: Path) -> None:
+    """No key: say how to give one; no server: say it cannot be reached."""
+    no_key = grace("status", cwd=tmp_path)
+    assert no_key.returncode == 2
+    assert "needs an API key" in no_key.stderr
+    down = grace("status", "--url", f"http://127.0.0.1:{_free_port()}", "--key", "k", cwd=tmp_path)
+    assert down.returncode == 2
+    assert "cannot reach" in down.stderr
 
 
 CASES = Path(__file__).resolve().parents[2] / "policies" / "tests" / "constitution.yaml"

@@ -13,6 +13,7 @@ from grace.cli._logging import configure_logging
 from grace.cli.audit import audit_app
 from grace.cli.demo import demo
 from grace.cli.governance import approvals_app, keys_app, policy_app, principals_app
+from grace.cli.ops import boot, status
 from grace.cli.serve import serve
 from grace.config import GraceSettings, load_settings
 from grace.errors import GraceError
@@ -32,6 +33,8 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(policy_app, name="policy")
 app.command()(demo)
 app.command()(serve)
+app.command()(status)
+app.command()(boot)
 
 
 def _version(value: bool) -> None:

@@ -116,6 +116,20 @@ def create_app(
         body: dict[str, Any] = report.as_json()
         return body
 
+    @app.get("/v1/status", tags=["ops"])
+    async def status(request: Request) -> dict[str, Any]:
+        """Every component's figures (needs one of the roles operator, auditor, admin)."""
+        principal = getattr(request.state, "principal", None)
+        if not set(getattr(principal, "roles", ())) & {"operator", "auditor", "admin"}:
+            raise HTTPException(
+                403, "status needs one of the roles ['admin', 'auditor', 'operator']"
+            )
+        stats = getattr(request.app.state.governance, "get_stats", None)
+        if stats is None:
+            raise HTTPException(404, "this runtime reports no status")
+        body: dict[str, Any] = await stats()
+        return body
+
     app.include_router(governance_router)
     app.include_router(events_router)
     app.include_router(audit_router)
