@@ -11,13 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grace.governance import analyzers
 from grace.governance.analyzers import (
+    DEFAULT_LIMITS,
     PRINCIPLES,
     RULE_IDS,
     AnalyzerLimits,
     Finding,
     FindingKind,
+    _scan,
+    _walk,
     analyze,
 )
 from grace.governance.constitution import Finding as ConstitutionFinding
@@ -644,30 +646,28 @@ risky_values = st.recursive(
 @given(json_values | risky_values)
 def test_fast_path_only_clears_what_the_full_walk_clears(value: Any) -> None:
     """The JSON fast path never calls clean what the full walk would find something in."""
-    if analyzers._clean_json(value, analyzers.DEFAULT_LIMITS):
-        walk = analyzers._walk(value, analyzers.DEFAULT_LIMITS)
-        hits = analyzers._scan(walk.texts, walk.paths, walk.blobs, analyzers.DEFAULT_LIMITS)
+    if _scan._clean_json(value, DEFAULT_LIMITS):
+        walk = _walk._walk(value, DEFAULT_LIMITS)
+        hits = _scan._scan(walk.texts, walk.paths, walk.blobs, DEFAULT_LIMITS)
         assert not hits
-        assert not analyzers._structural(walk)
+        assert not _scan._structural(walk)
         assert not walk.incomplete
 
 
 @pytest.mark.parametrize(("_kind", "text", "_rule"), CASES, ids=[c[1][:40] for c in CASES])
 def test_fast_path_never_clears_a_positive_case(_kind: FindingKind, text: str, _rule: str) -> None:
     """Every positive case goes past the fast path."""
-    assert not analyzers._clean_json({"cmd": text}, analyzers.DEFAULT_LIMITS)
+    assert not _scan._clean_json({"cmd": text}, DEFAULT_LIMITS)
 
 
 @settings(max_examples=300, deadline=None)
 @given(risky_values)
 def test_joined_scan_finds_whatever_each_string_alone_would(value: Any) -> None:
     """Scanning the joined strings at once never misses what a string scanned alone yields."""
-    limits = analyzers.DEFAULT_LIMITS
-    walk = analyzers._walk(value, limits)
-    joined = {
-        (h.ordinal, h.rule) for h in analyzers._scan(walk.texts, walk.paths, walk.blobs, limits)
-    }
+    limits = DEFAULT_LIMITS
+    walk = _walk._walk(value, limits)
+    joined = {(h.ordinal, h.rule) for h in _scan._scan(walk.texts, walk.paths, walk.blobs, limits)}
     for i, text in enumerate(walk.texts):
         blobs = [0] if i in walk.blobs else []
-        alone = analyzers._scan([text], [walk.paths[i]], blobs, limits)
+        alone = _scan._scan([text], [walk.paths[i]], blobs, limits)
         assert {(i, h.rule) for h in alone} <= joined
