@@ -12,7 +12,8 @@ the HTTP middleware like every other, and the caller must hold one of the config
 roles: metrics can trigger healing, so not every authenticated principal may send them.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: FastAPI reads the route's annotations at
+# runtime, and the dependency is a closure of the factory (not a module global).
 
 from collections.abc import Callable, Collection
 from typing import Annotated, Any, Final, Protocol
