@@ -190,6 +190,7 @@ PACKAGES = {
         "MeshMetrics",
         "MeshSettings",
         "Publisher",
+        "PublisherHold",
         "RoutingRules",
         "SubjectTrie",
         "Subscription",

@@ -116,6 +116,81 @@ class TrustSettings(BaseModel):
         return TrustConfig(**self.model_dump())
 
 
+class ProcessSettings(BaseModel):
+    """A process Grace supervises (``restart_process`` restarts it for real)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+    argv: tuple[str, ...] = Field(min_length=1)
+    cwd: Path | None = None
+    env: dict[str, str] | None = None
+    stop_timeout_s: float = Field(default=5.0, gt=0)
+    autostart: bool = True
+
+
+class ImmuneSettings(BaseModel):
+    """``[immune]``: the immune kernel (ADR 0009)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    playbooks: Path | None = Field(
+        default=None, description="A playbook YAML file (default: the packaged playbooks)."
+    )
+    dedup_window_s: float = Field(default=300.0, gt=0)
+    budget_max_runs: int = Field(default=3, ge=1)
+    budget_window_s: float = Field(default=3600.0, gt=0)
+    budget_cooldown_s: float = Field(default=1800.0, ge=0)
+    processes: tuple[ProcessSettings, ...] = ()
+    restart_commands: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="Resource -> argv restarting it (no shell)."
+    )
+    shell_commands: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="The allow-list of shell_command steps: name -> argv."
+    )
+    webhook_prefixes: tuple[str, ...] = Field(
+        default=(), description="URL prefixes http_webhook steps may call (each ends in /)."
+    )
+
+
+class HealthCheckSettings(BaseModel):
+    """One health check: an HTTP GET (``url``) or a TCP connect (``tcp`` = host:port)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    url: str | None = None
+    tcp: str | None = Field(default=None, pattern=r"^[^:\s]+:\d{1,5}$")
+    resource: str = ""
+    interval_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+    degraded_latency_s: float | None = Field(default=1.0, gt=0)
+    fail_after: int = Field(default=2, ge=1)
+    recover_after: int = Field(default=2, ge=1)
+
+
+class ScrapeSettings(BaseModel):
+    """A Prometheus text endpoint whose samples feed the metrics monitor."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    interval_s: float = Field(default=15.0, gt=0)
+
+
+class MonitoringSettings(BaseModel):
+    """``[monitoring]``: health checks and metric sources."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    health_checks: tuple[HealthCheckSettings, ...] = ()
+    scrape: tuple[ScrapeSettings, ...] = ()
+    detector: str = Field(default="default", description="grace.immune.detectors name.")
+    score_threshold: float = Field(default=0.5, gt=0, le=1)
+    baseline_factor: float = Field(default=3.0, gt=1, description="The seed's 3x baseline rule.")
+    cooldown_s: float = Field(default=300.0, ge=0)
+
+
 class GraceSettings(BaseSettings):
     """All of Grace's settings (``GRACE_`` environment prefix, optional ``grace.toml``)."""
 
@@ -134,6 +209,8 @@ class GraceSettings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     governance: GovernanceSettings = GovernanceSettings()
     trust: TrustSettings = TrustSettings()
+    immune: ImmuneSettings = ImmuneSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=1, le=65535)
     enable_governance_gate: bool = Field(

@@ -15,9 +15,13 @@ belongs to that loop and is cancelled by :meth:`Grace.stop`:
                            approvals, decision index (caught up with the ledger),
                            constitution
  1    mesh                 the trigger mesh from its routing config
- 1.5  production_systems   governance gate and wiring, authenticator; mesh started
+ 1.5  production_systems   governance gate and wiring, authenticator, ingress controls,
+                           process supervisor, monitors (built), immune kernel
+                           (``ENABLE_AVN_IMMUNE``); mesh started
  1.6  mesh_validators      the mesh's trust scorer and constitutional validator
                            (``can_fail``: the mesh then runs without them, degraded)
+ 2    monitors             supervised processes, health checks, metric scrapers
+                           (``can_fail``: Grace runs without them, degraded)
  3    api                  policy hot reload
 ====  ===================  ==========================================================
 
@@ -32,6 +36,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import structlog
 
 from grace.boot import BootChunk, BootOrchestrator, BootReport, HealthReport
@@ -47,8 +52,37 @@ from grace.governance.model import EnforcementMode, PrincipalKind, RiskLevel
 from grace.governance.principals import PrincipalRegistry
 from grace.governance.reload import PolicyReloader
 from grace.governance.wiring import GovernanceWiring
+from grace.immune import (
+    BudgetSettings,
+    CircuitBreakerExecutor,
+    EscalateExecutor,
+    Escalator,
+    ExecutorRegistry,
+    HttpWebhookExecutor,
+    ImmuneKernel,
+    IngressControls,
+    KernelSettings,
+    ProcessSpec,
+    ProcessSupervisor,
+    QuarantineExecutor,
+    RateLimitExecutor,
+    RestartProcessExecutor,
+    ShellCommandExecutor,
+    Verifier,
+    create_detector,
+    load_playbooks,
+)
 from grace.ledger import Ledger
 from grace.mesh import Publisher, TriggerEvent, TriggerMesh, load_mesh_config
+from grace.monitoring import (
+    HealthCheck,
+    HealthMonitor,
+    HttpProbe,
+    MetricsMonitor,
+    PrometheusScraper,
+    SeriesRule,
+    TcpProbe,
+)
 from grace.trust import TrustStore
 from grace.types import Clock, SystemClock
 
@@ -72,6 +106,12 @@ class Grace:
     gate: Gate
     authenticator: Authenticator
     wiring: GovernanceWiring
+    controls: IngressControls
+    supervisor: ProcessSupervisor
+    health: HealthMonitor
+    metrics: MetricsMonitor
+    immune: ImmuneKernel | None
+    """None when ``ENABLE_AVN_IMMUNE`` is off."""
     boot: BootOrchestrator
     boot_report: BootReport
     reloader: PolicyReloader | None
@@ -81,6 +121,9 @@ class Grace:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.reloader = None
+        self.immune = None
+        self._http: httpx.AsyncClient | None = None
+        self._monitor_tasks: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Any] = []
         self._components: set[str] = set()
@@ -131,6 +174,8 @@ class Grace:
                 "pending_approvals": len(pending),
             },
             "mesh": self.mesh.get_stats(),
+            "immune": self.immune.get_stats() if self.immune is not None else {"enabled": False},
+            "controls": {"in_force": len(self.controls.active())},
             "trust": {
                 "subjects": len(scores),
                 "quarantined": sum(1 for s in scores if s.quarantined),
@@ -166,6 +211,7 @@ class Grace:
                 boot_function=self._boot_production,
                 depends_on=("core", "mesh"),
                 validation_function=self._validate_production,
+                shutdown_function=self._stop_production,
             ),
             BootChunk(
                 chunk_id="mesh_validators",
@@ -174,6 +220,15 @@ class Grace:
                 boot_function=self._boot_mesh_validators,
                 depends_on=("production_systems",),
                 can_fail=True,
+            ),
+            BootChunk(
+                chunk_id="monitors",
+                name="Monitors (supervised processes, health checks, metric scrapers)",
+                priority=2,
+                boot_function=self._boot_monitors,
+                depends_on=("production_systems",),
+                can_fail=True,
+                shutdown_function=self._stop_monitors,
             ),
             BootChunk(
                 chunk_id="api",
@@ -278,9 +333,171 @@ class Grace:
             "grace", kind=PrincipalKind.SYSTEM, roles=["system"], autonomy_tier=3
         )
         self.wiring = GovernanceWiring(self.gate, system=system)
+        self._build_immune()
         await self.mesh.start()
         self.boot.set_audit(self.ledger, self._publisher("guardian"))
-        return {"status": "online", "mode": str(mode)}
+        return {
+            "status": "online",
+            "mode": str(mode),
+            "immune": "online" if self.immune is not None else "disabled",
+        }
+
+    def _build_immune(self) -> None:
+        """Controls, supervisor, monitors and the immune kernel (chunk 1.5: built and
+        subscribed before the mesh starts; the monitors' loops start in chunk 2)."""
+        settings = self.settings
+        data = Path(settings.data_dir)
+        self._http = httpx.AsyncClient(follow_redirects=False)
+        self.controls = IngressControls(clock=self.clock)
+        self.mesh.set_publisher_hold(self._held_publisher)
+        self.supervisor = ProcessSupervisor(clock=self.clock, log_dir=data / "processes")
+        for process in settings.immune.processes:
+            self.supervisor.register(
+                ProcessSpec(
+                    name=process.name,
+                    argv=process.argv,
+                    cwd=process.cwd,
+                    env=process.env,
+                    stop_timeout_s=process.stop_timeout_s,
+                )
+            )
+        mon = settings.monitoring
+        self.health = HealthMonitor(clock=self.clock, events=self._publisher("health_monitor"))
+        self.metrics = MetricsMonitor(
+            clock=self.clock,
+            events=self._publisher("metrics_monitor"),
+            rules=(
+                SeriesRule(
+                    baseline_factor=mon.baseline_factor,
+                    score_threshold=mon.score_threshold,
+                    cooldown_s=mon.cooldown_s,
+                ),
+            ),
+            detector_factory=lambda: create_detector(mon.detector),
+        )
+        if not settings.enable_avn_immune:
+            log.warning("immune_kernel_disabled", hint="ENABLE_AVN_IMMUNE=false")
+            return
+        imm = settings.immune
+        kernel_events = self._publisher("immune_kernel")
+        escalator = Escalator(ledger=self.ledger, clock=self.clock, events=kernel_events)
+        executors = ExecutorRegistry(
+            [
+                RestartProcessExecutor(self.supervisor, commands=imm.restart_commands),
+                ShellCommandExecutor(imm.shell_commands),
+                HttpWebhookExecutor(self._http, allowed_prefixes=imm.webhook_prefixes),
+                CircuitBreakerExecutor(self.controls),
+                RateLimitExecutor(self.controls),
+                QuarantineExecutor(self.controls, self.trust),
+                EscalateExecutor(escalator),
+            ]
+        )
+        self.immune = ImmuneKernel(
+            governance=self.wiring,
+            ledger=self.ledger,
+            clock=self.clock,
+            playbooks=load_playbooks(imm.playbooks),
+            executors=executors,
+            verifier=Verifier(
+                clock=self.clock,
+                health=self.health,
+                metrics=self.metrics,
+                controls=self.controls,
+                trust=self.trust,
+            ),
+            escalator=escalator,
+            events=kernel_events,
+            trust=self.trust,
+            settings=KernelSettings(
+                dedup_window_s=imm.dedup_window_s,
+                budget=BudgetSettings(
+                    max_runs=imm.budget_max_runs,
+                    window_s=imm.budget_window_s,
+                    cooldown_s=imm.budget_cooldown_s,
+                ),
+            ),
+        )
+        self.immune.attach(self.mesh)
+
+    def _held_publisher(self, publisher: str) -> str | None:
+        """The mesh's publisher hold: a quarantined publisher (trust store or ingress
+        control) or one behind an open breaker emits nothing."""
+        if self.trust.is_quarantined(publisher):
+            return f"{publisher!r} is quarantined"
+        held = self.controls.check(f"component:{publisher}")
+        return None if held is None else held.reason
+
+    async def _stop_production(self) -> None:
+        # Also the undo of a failed attempt: stop only what was built.
+        if self.immune is not None:
+            await self.immune.stop()
+        if hasattr(self, "supervisor"):
+            await self.supervisor.stop_all()
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _boot_monitors(self) -> dict[str, Any]:
+        settings = self.settings
+        client = self._http
+        if client is None:  # pragma: no cover - chunk 1.5 built it; the plan orders them
+            raise RuntimeError("the production systems chunk did not run")
+        started = []
+        for process in settings.immune.processes:
+            if process.autostart:
+                await self.supervisor.start(process.name)
+                started.append(process.name)
+        for check in settings.monitoring.health_checks:
+            if check.url is not None:
+                probe: HttpProbe | TcpProbe = HttpProbe(
+                    check.url,
+                    client=client,
+                    timeout_s=check.timeout_s,
+                    degraded_latency_s=check.degraded_latency_s,
+                )
+            elif check.tcp is not None:
+                host, _, port = check.tcp.rpartition(":")
+                probe = TcpProbe(
+                    host,
+                    int(port),
+                    timeout_s=check.timeout_s,
+                    degraded_latency_s=check.degraded_latency_s,
+                )
+            else:
+                raise ValueError(f"health check {check.name!r} needs a url or a tcp address")
+            self.health.add(
+                HealthCheck(
+                    name=check.name,
+                    probe=probe,
+                    resource=check.resource,
+                    interval_s=check.interval_s,
+                    fail_after=check.fail_after,
+                    recover_after=check.recover_after,
+                )
+            )
+        self._monitor_tasks = [
+            asyncio.create_task(self.health.run(), name="grace-health-monitor"),
+            *(
+                asyncio.create_task(
+                    PrometheusScraper(
+                        self.metrics, url=target.url, client=client, clock=self.clock
+                    ).run(target.interval_s),
+                    name=f"grace-scrape:{target.url}",
+                )
+                for target in settings.monitoring.scrape
+            ),
+        ]
+        return {
+            "status": "online",
+            "processes": started,
+            "health_checks": len(settings.monitoring.health_checks),
+            "scrapers": len(settings.monitoring.scrape),
+        }
+
+    async def _stop_monitors(self) -> None:
+        for task in self._monitor_tasks:
+            task.cancel()
+        await asyncio.gather(*self._monitor_tasks, return_exceptions=True)
+        self._monitor_tasks.clear()
 
     async def _validate_production(self, result: Any) -> HealthReport:
         if not self.mesh.running:

@@ -55,8 +55,9 @@ async def test_the_boot_report_lists_every_standard_chunk(site: Site) -> None:
         "mesh",
         "production_systems",
         "mesh_validators",
+        "monitors",
         "api",
-    ][: len(body["chunks"])]
+    ]
     assert {c["status"] for c in body["chunks"]} == {"passed"}
     entry = await site.grace.ledger.get(body["receipt_seq"])
     assert entry is not None
@@ -210,3 +211,64 @@ async def test_the_event_stream_delivers_live_events_to_an_operator(site: Site) 
     event = orjson.loads(line.removeprefix(b"data: "))
     assert event["type"] == "governance.decision_made"
     assert event["source"] == "governance_gate"
+
+
+async def test_metric_samples_feed_the_monitor_and_a_spike_reaches_the_kernel(site: Site) -> None:
+    """POST /v1/metrics (operator) feeds the metrics monitor; a 10x latency spike over the
+    baseline becomes an anomaly the immune kernel counts; bad samples are refused whole."""
+    samples = [{"series": "checkout_latency_ms", "value": 100.0 + i % 3} for i in range(60)]
+    r = await site.http.post("/v1/metrics", json={"samples": samples}, headers=site.as_("alice"))
+    assert r.status_code == 200, r.text
+    spike = {"samples": [{"series": "checkout_latency_ms", "value": 1000.0}]}
+    r = await site.http.post("/v1/metrics", json=spike, headers=site.as_("alice"))
+    assert r.status_code == 200, r.text
+    kernel = site.grace.immune
+    assert kernel is not None
+    for _ in range(200):
+        if kernel.get_stats()["anomalies_detected"]:
+            break
+        await asyncio.sleep(0.01)
+    await kernel.wait_idle()
+    stats = (await site.http.get("/v1/immune/stats", headers=site.as_("alice"))).json()
+    assert stats["anomalies_detected"] >= 1
+    incidents = (await site.http.get("/v1/immune/incidents", headers=site.as_("alice"))).json()
+    (incident,) = incidents["incidents"]
+    assert incident["anomaly_type"] == "latency_spike"
+    assert incident["timeline"], incident
+    assert incident["timeline"][0]["seq"] >= 1
+    bad = {"samples": [{"series": "x", "value": "NaN"}]}
+    refused = await site.http.post("/v1/metrics", json=bad, headers=site.as_("alice"))
+    assert refused.status_code == 422
+    denied = await site.http.post("/v1/metrics", json=spike, headers=site.as_("bob"))
+    assert denied.status_code == 403
+
+
+async def test_ingress_controls_hold_requests_before_the_gate(site: Site) -> None:
+    """An open breaker on a route answers 503 with Retry-After; a quarantined principal 403;
+    nothing reaches the app or the ledger while held."""
+    size = await site.grace.ledger.size()
+    site.grace.controls.trip("GET:/items/*", reason="dependency down", actor="test", duration_s=30)
+    held = await site.http.get("/items/1", headers=site.as_("alice"))
+    assert held.status_code == 503
+    assert held.headers["content-type"] == "application/problem+json"
+    assert held.json()["detail"] == "dependency down"
+    assert int(held.headers["retry-after"]) >= 1
+    assert await site.grace.ledger.size() == size
+    site.grace.controls.reset("GET:/items/*")
+    # Released: the request passes the gate and reaches the app (which has no such route).
+    assert (await site.http.get("/items/1", headers=site.as_("alice"))).status_code == 404
+    site.grace.controls.quarantine("component:bob", reason="compromised key", actor="test")
+    assert (await site.http.get("/items/1", headers=site.as_("bob"))).status_code == 403
+    listed = (await site.http.get("/v1/immune/controls", headers=site.as_("alice"))).json()
+    assert [c["kind"] for c in listed["controls"]] == ["quarantine"]
+
+
+async def test_a_quarantined_component_emits_nothing(site: Site) -> None:
+    """Quarantine in the trust store holds every event of that publisher at the mesh."""
+    publisher = site.grace.mesh.publisher("anomaly_watchdog")
+    await site.grace.trust.quarantine("anomaly_watchdog", reason="noisy", actor="test")
+    result = await publisher.try_emit(
+        "anomaly.detected", {"type": "cpu_spike", "severity": "low"}, resource="db"
+    )
+    assert not result.routed
+    assert str(result.reason) == "publisher_held"

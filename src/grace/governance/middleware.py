@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 from starlette.routing import Match
@@ -32,7 +32,7 @@ from grace.governance.gate import Gate
 from grace.governance.model import ActionRequest, Decision, Outcome
 from grace.governance.wiring import GovernanceMarker, decided
 
-__all__ = ["DECISION_HEADER", "GovernanceMiddleware"]
+__all__ = ["DECISION_HEADER", "GovernanceMiddleware", "Held", "IngressControl"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,6 +46,25 @@ REASON_HEADER: Final = "grace-reason"
 """Why the caller acts (the follow_why principle asks significant actions for one)."""
 _PROBLEM: Final = b"application/problem+json"
 _ROUTE_CACHE_SIZE: Final = 4096
+_HELD_TITLES: Final = {403: "Forbidden", 429: "Too Many Requests", 503: "Service Unavailable"}
+
+
+class Held(Protocol):
+    """Why a request is held at the ingress (the immune kernel's controls answer this)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def retry_after_s(self) -> float | None: ...
+
+
+class IngressControl(Protocol):
+    """Circuit breakers, rate limits and quarantines by key (``METHOD:/route`` or
+    ``component:<principal id>``), checked synchronously on every governed request."""
+
+    def check(self, key: str) -> Held | None: ...
 
 
 class _TooLarge(Exception):
@@ -65,6 +84,7 @@ class GovernanceMiddleware:
         exempt_paths: Sequence[str] = ("/health", "/metrics", "/favicon.ico"),
         max_body_bytes: int = 1 << 20,
         pending_status: int = 202,
+        controls: IngressControl | None = None,
     ) -> None:
         self.app = app
         self.gate = gate
@@ -77,6 +97,9 @@ class GovernanceMiddleware:
         if pending_status not in (202, 403):
             raise ValueError("pending approvals are answered with 202 or 403")
         self.pending_status = pending_status
+        self.controls = controls
+        """Immune ingress controls (circuit breakers, rate limits, quarantines), consulted
+        before the gate; default: ``controls`` of the ``app.state`` holder, if any."""
         self._routes_seen: dict[tuple[Any, ...], tuple[str, str, GovernanceMarker | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,6 +135,21 @@ class GovernanceMiddleware:
             )
             return
         action, resource, marker = self._route(scope)
+        controls = self._controls(scope)
+        if controls is not None:
+            held = controls.check(action) or controls.check(f"component:{principal.id}")
+            if held is not None:
+                extra = []
+                if held.retry_after_s is not None:
+                    extra.append((b"retry-after", str(max(1, round(held.retry_after_s))).encode()))
+                await _problem(
+                    send,
+                    held.status_code,
+                    _HELD_TITLES.get(held.status_code, "Held"),
+                    held.reason,
+                    extra_headers=extra,
+                )
+                return
         request = ActionRequest(
             request_id=headers.get("x-request-id") or f"req_{secrets.token_urlsafe(12)}",
             principal=principal,
@@ -164,6 +202,13 @@ class GovernanceMiddleware:
             "; ".join(r.message for r in decision.reasons) or f"decision: {decision.outcome}",
             decision=decision,
         )
+
+    def _controls(self, scope: Scope) -> IngressControl | None:
+        if self.controls is not None:
+            return self.controls
+        holder = getattr(getattr(scope.get("app"), "state", None), self.state_attribute, None)
+        controls = getattr(holder, "controls", None)
+        return controls if callable(getattr(controls, "check", None)) else None
 
     def _resolve(self, scope: Scope) -> tuple[Gate | None, Authenticator | None]:
         """The gate and authenticator given, else those on ``app.state`` (set at startup)."""

@@ -55,6 +55,7 @@ __all__ = [
     "Handler",
     "MeshSettings",
     "Publisher",
+    "PublisherHold",
     "Subscription",
     "TriggerMesh",
     "TrustScorer",
@@ -67,6 +68,8 @@ TrustScorer = Callable[[str], Awaitable[float]]
 """``await scorer(component_id)`` → trust in [0, 1]."""
 GovernanceValidator = Callable[[TriggerEvent], Awaitable[bool]]
 """``await validator(event)`` → True when the event is constitutionally acceptable."""
+PublisherHold = Callable[[str], str | None]
+"""``hold(publisher)`` → why its events are held now (quarantine, open breaker), or None."""
 
 ANONYMOUS: Final = "anonymous"
 """The source given to events emitted without a publisher handle."""
@@ -88,6 +91,8 @@ class BlockReason(StrEnum):
     STOPPED = "stopped"
     TRANSPORT_FAILED = "transport_failed"
     """The broker did not take the event (unreachable, no acknowledgement in time)."""
+    PUBLISHER_HELD = "publisher_held"
+    """The publisher is quarantined or behind an open circuit breaker (immune controls)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,6 +254,7 @@ class TriggerMesh:
             metrics.watch_depth(self.transport.depth)
         self._trust: TrustScorer | None = None
         self._validator: GovernanceValidator | None = None
+        self._hold: PublisherHold | None = None
         self._publishers: dict[str, Publisher] = {}
         self._components: dict[str, list[Handler]] = {}
         self._patterns: SubjectTrie[_Target] = SubjectTrie()
@@ -290,6 +296,10 @@ class TriggerMesh:
     def set_trust_scorer(self, scorer: TrustScorer | None) -> None:
         """Where publisher trust comes from; without one, trust-gated events are blocked."""
         self._trust = scorer
+
+    def set_publisher_hold(self, hold: PublisherHold | None) -> None:
+        """A synchronous check run on every emit: a publisher it names is blocked."""
+        self._hold = hold
 
     def set_governance_validator(self, validator: GovernanceValidator | None) -> None:
         """The constitutional check; without one, events that need it are blocked."""
@@ -449,6 +459,10 @@ class TriggerMesh:
                 BlockReason.UNLISTED_PUBLISHER,
                 f"{publisher!r} is not a listed publisher of {event.event_type!r}",
             )
+        if self._hold is not None:
+            held = self._hold(publisher)
+            if held is not None:
+                return await self._blocked(event, BlockReason.PUBLISHER_HELD, held)
         if plan.min_trust > 0:
             verdict = await self._check_trust(event, publisher, plan.min_trust)
             if verdict is not None:

@@ -29,6 +29,8 @@ from grace.server.audit_api import router as audit_router
 from grace.server.events_api import router as events_router
 from grace.server.governance_api import GovernanceServices
 from grace.server.governance_api import router as governance_router
+from grace.server.immune_api import router as immune_router
+from grace.server.monitoring_api import monitoring_router
 from grace.server.trust_api import router as trust_router
 
 __all__ = ["RuntimeFactory", "create_app"]
@@ -134,6 +136,8 @@ def create_app(
     app.include_router(events_router)
     app.include_router(audit_router)
     app.include_router(trust_router)
+    app.include_router(immune_router)
+    app.include_router(monitoring_router())
     _mount_console(app)
     app.add_middleware(GovernanceMiddleware, exempt_paths=exempt_paths)
     return app

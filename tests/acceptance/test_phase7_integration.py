@@ -1,0 +1,109 @@
+"""The seed plan's phase-7 integration test, written against Grace's API: start all systems;
+a low-risk request passes governance; an ``anomaly.detected`` event is processed by the
+immune kernel; the ledger verifies. Plus the Guardian boot's flags and degrade path."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from grace import GraceSettings
+from grace.boot import BootState, ChunkStatus
+from grace.config import GovernanceSettings, HealthCheckSettings, MonitoringSettings
+from grace.governance.model import EnforcementMode, Outcome
+from grace.ledger import Ledger
+from grace.runtime import Grace
+
+
+async def test_phase7_request_anomaly_and_an_intact_log(tmp_path: Path) -> None:
+    """All systems start; a low-risk request passes; an anomaly reaches the kernel; the
+    ledger verifies."""
+    grace = await Grace.start(GraceSettings(data_dir=tmp_path))
+    try:
+        assert grace.boot_report.state is BootState.READY
+        assert grace.immune is not None
+        # A low-risk request passes governance.
+        result = await grace.wiring.process_request(
+            grace.wiring.system, "execute_task", "task:nightly-report", {"reason": "nightly"}
+        )
+        assert result["allowed"] is True, result
+        # An anomaly.detected event is processed by the immune kernel.
+        watchdog = grace.mesh.publisher("anomaly_watchdog")
+        emitted = await watchdog.try_emit(
+            "anomaly.detected",
+            {"type": "latency_spike", "severity": "low", "score": 0.9, "current": 480.0},
+            resource="checkout",
+        )
+        assert emitted.routed, emitted
+        for _ in range(100):
+            if grace.immune.get_stats()["anomalies_detected"] > 0:
+                break
+            await asyncio.sleep(0.01)
+        await grace.immune.wait_idle()
+        stats = grace.immune.get_stats()
+        assert stats["anomalies_detected"] > 0
+        assert stats["active_anomalies"] >= 0
+    finally:
+        await grace.stop()
+    # The ledger verifies, with the decision, the anomaly and the boot report in it.
+    async with await Ledger.open(tmp_path, read_only=True) as ledger:
+        report = await ledger.verify()
+        assert report.valid, report
+        actions = [e.action for e in (await ledger.query(limit=1000)).entries]
+        assert "boot.report" in actions
+        assert "execute_task" in actions
+        assert "anomaly_detected" in actions
+
+
+async def test_the_seed_flags_disable_the_gate_and_the_immune_kernel(tmp_path: Path) -> None:
+    """ENABLE_GOVERNANCE_GATE=false boots the gate in mode off; ENABLE_AVN_IMMUNE=false
+    boots without the kernel."""
+    settings = GraceSettings(
+        data_dir=tmp_path, enable_governance_gate=False, enable_avn_immune=False
+    )
+    grace = await Grace.start(settings)
+    try:
+        assert grace.gate.settings.mode is EnforcementMode.OFF
+        assert grace.immune is None
+        decision = await grace.wiring.check_system_change(
+            "policy_update", "governance", grace.wiring.system
+        )
+        assert decision.allowed
+        assert decision.outcome is Outcome.APPROVED
+        assert (await grace.get_stats())["immune"] == {"enabled": False}
+    finally:
+        await grace.stop()
+
+
+def test_the_seed_flags_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan's environment variables, unprefixed, are honoured."""
+    monkeypatch.setenv("ENABLE_GOVERNANCE_GATE", "false")
+    monkeypatch.setenv("ENABLE_AVN_IMMUNE", "0")
+    settings = GraceSettings()
+    assert settings.enable_governance_gate is False
+    assert settings.enable_avn_immune is False
+
+
+async def test_a_broken_monitor_configuration_degrades_instead_of_aborting(
+    tmp_path: Path,
+) -> None:
+    """The monitors chunk may fail: Grace boots degraded, governance still serves."""
+    settings = GraceSettings(
+        data_dir=tmp_path,
+        monitoring=MonitoringSettings(health_checks=(HealthCheckSettings(name="nowhere"),)),
+        governance=GovernanceSettings(),
+    )
+    grace = await Grace.start(settings)
+    try:
+        assert grace.boot_report.state is BootState.DEGRADED
+        monitors = grace.boot_report.chunk("monitors")
+        assert monitors.status is ChunkStatus.FAILED
+        assert "needs a url or a tcp address" in (monitors.error or "")
+        result = await grace.wiring.process_request(
+            grace.wiring.system, "execute_task", "task:1", {"reason": "still governed"}
+        )
+        assert result["allowed"] is True
+    finally:
+        await grace.stop()
