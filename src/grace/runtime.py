@@ -33,6 +33,7 @@ Files under the data dir: ``ledger.db``/``ledger.key`` (the audit ledger),
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ import structlog
 
 from grace.boot import BootChunk, BootOrchestrator, BootReport, HealthReport
 from grace.config import GraceSettings
+from grace.decision import CodeDeployer, TargetState, UnifiedDecisionEngine
 from grace.governance.analyzers import analyze
 from grace.governance.approvals import ApprovalState, ApprovalStore
 from grace.governance.auth import Authenticator, JWTSettings
@@ -55,6 +57,7 @@ from grace.governance.wiring import GovernanceWiring
 from grace.immune import (
     BudgetSettings,
     CircuitBreakerExecutor,
+    ControlKind,
     EscalateExecutor,
     Escalator,
     ExecutorRegistry,
@@ -85,6 +88,7 @@ from grace.monitoring import (
 )
 from grace.trust import TrustStore
 from grace.types import Clock, SystemClock
+from grace.verification import Sandbox, SandboxSettings, VerificationEngine
 
 __all__ = ["Grace"]
 
@@ -112,6 +116,10 @@ class Grace:
     metrics: MetricsMonitor
     immune: ImmuneKernel | None
     """None when ``ENABLE_AVN_IMMUNE`` is off."""
+    verification: VerificationEngine
+    decisions: UnifiedDecisionEngine
+    """The unified decision engine (governance + verification + trust + immune state)."""
+    deployer: CodeDeployer
     boot: BootOrchestrator
     boot_report: BootReport
     reloader: PolicyReloader | None
@@ -122,6 +130,7 @@ class Grace:
         self.clock = clock or SystemClock()
         self.reloader = None
         self.immune = None
+        self._data_abs = os.path.abspath(settings.data_dir)
         self._http: httpx.AsyncClient | None = None
         self._monitor_tasks: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -334,6 +343,26 @@ class Grace:
         )
         self.wiring = GovernanceWiring(self.gate, system=system)
         self._build_immune()
+        self.verification = VerificationEngine(
+            clock=self.clock,
+            # Tests under verification must not read Grace's own data (keys, ledger).
+            sandbox=Sandbox(SandboxSettings(hide_paths=(self._data_abs,))),
+            ledger=self.ledger,
+            events=self._publisher("verification_engine"),
+        )
+        self.decisions = UnifiedDecisionEngine(
+            ledger=self.ledger,
+            clock=self.clock,
+            trust=self.trust,
+            immune=self,
+            events=self._publisher("decision_engine"),
+        )
+        self.deployer = CodeDeployer(
+            verifier=self.verification,
+            wiring=self.wiring,
+            decisions=self.decisions,
+            approvals=self.approvals,
+        )
         await self.mesh.start()
         self.boot.set_audit(self.ledger, self._publisher("guardian"))
         return {
@@ -418,6 +447,21 @@ class Grace:
             ),
         )
         self.immune.attach(self.mesh)
+
+    async def target_state(self, target: str) -> TargetState:
+        """The immune state of ``target`` for the unified decision engine: its worst open
+        incident and whether it is quarantined. Without the immune kernel the state is
+        unknown, and an unknown input blocks (raises)."""
+        if self.immune is None:
+            raise RuntimeError("the immune kernel is disabled (ENABLE_AVN_IMMUNE=false)")
+        incidents = self.immune.incidents.active_on(target)
+        worst = max(incidents, key=lambda i: i.severity.rank, default=None)
+        fenced = self.controls.in_force(ControlKind.QUARANTINE, f"component:{target}")
+        return TargetState(
+            active_incident_severity=None if worst is None else str(worst.severity),
+            quarantined=self.trust.is_quarantined(target) or fenced is not None,
+            incident_id=None if worst is None else worst.incident_id,
+        )
 
     def _held_publisher(self, publisher: str) -> str | None:
         """The mesh's publisher hold: a quarantined publisher (trust store or ingress

@@ -15,6 +15,7 @@ from grace.cli.demo import demo
 from grace.cli.governance import approvals_app, keys_app, policy_app, principals_app
 from grace.cli.ops import boot, status
 from grace.cli.serve import serve
+from grace.cli.verify import verify
 from grace.config import GraceSettings, load_settings
 from grace.errors import GraceError
 
@@ -35,6 +36,7 @@ app.command()(demo)
 app.command()(serve)
 app.command()(status)
 app.command()(boot)
+app.command()(verify)
 
 
 def _version(value: bool) -> None:

@@ -32,6 +32,7 @@ from grace.server.governance_api import router as governance_router
 from grace.server.immune_api import router as immune_router
 from grace.server.monitoring_api import monitoring_router
 from grace.server.trust_api import router as trust_router
+from grace.server.verify_api import verify_router
 
 __all__ = ["RuntimeFactory", "create_app"]
 
@@ -138,6 +139,9 @@ def create_app(
     app.include_router(trust_router)
     app.include_router(immune_router)
     app.include_router(monitoring_router())
+    app.include_router(
+        verify_router(lambda r: getattr(r.app.state.governance, "verification", None))
+    )
     _mount_console(app)
     app.add_middleware(GovernanceMiddleware, exempt_paths=exempt_paths)
     return app
