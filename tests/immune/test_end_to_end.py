@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from grace.cli import demo_service
 from grace.governance.analyzers import analyze
 from grace.governance.approvals import ApprovalStore
 from grace.governance.constitution import Constitution
@@ -49,7 +50,7 @@ from grace.trust import Evidence, TrustStore
 from grace.types import SystemClock
 from tests.immune.test_kernel import GRACE
 
-SERVICE = Path(__file__).with_name("service.py")
+SERVICE = Path(demo_service.__file__)
 
 PLAYBOOK = """
 version: 1
