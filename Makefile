@@ -22,7 +22,7 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
-	$(BIN)/grace serve --data-dir $(DATA_DIR)
+	$(BIN)/grace serve --demo --data-dir $(DATA_DIR)
 
 demo: $(STAMP_RUN)
 	$(BIN)/grace demo --data-dir $(DATA_DIR)
