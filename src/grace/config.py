@@ -83,9 +83,13 @@ class GovernanceSettings(BaseModel):
         "/favicon.ico",
         "/",
         "/console/*",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/openapi.json",
     )
     """Paths served without governance (exact, or a prefix ending in ``/*``): probes,
-    metrics, and the web console's static files (it signs in with an API key itself)."""
+    metrics, the API description, and the web console's static files (it signs in with
+    an API key itself). Everything they show is public; every API call is governed."""
     max_body_bytes: int = Field(default=1 << 20, ge=1)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -203,6 +207,11 @@ class GraceSettings(BaseSettings):
 
     data_dir: Path = Field(
         default=Path(".grace"), description="Where ledger, keys and stores live."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://… for the scaled-out shape (GRACE_DATABASE_URL); the "
+        "ledger's signing key stays in data_dir/ledger.key, the same file on every instance.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"

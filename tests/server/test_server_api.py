@@ -272,3 +272,27 @@ async def test_a_quarantined_component_emits_nothing(site: Site) -> None:
     )
     assert not result.routed
     assert str(result.reason) == "publisher_held"
+
+
+async def test_the_api_description_is_public_and_lists_every_part(site: Site) -> None:
+    """/openapi.json needs no key and describes decide, approvals, events, audit, immune,
+    trust, verification, metrics and boot."""
+    spec = (await site.http.get("/openapi.json")).json()
+    paths = set(spec["paths"])
+    for path in (
+        "/v1/decide",
+        "/v1/approvals",
+        "/v1/events",
+        "/v1/events/stream",
+        "/v1/audit/entries",
+        "/v1/audit/entries/{seq}/proof",
+        "/v1/immune/incidents",
+        "/v1/trust",
+        "/v1/verify/code",
+        "/v1/metrics",
+        "/v1/boot",
+        "/v1/status",
+        "/ready",
+    ):
+        assert path in paths, path
+    assert (await site.http.get("/docs")).status_code == 200
