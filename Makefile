@@ -42,6 +42,9 @@ test: lint typecheck unit
 bench: $(STAMP_RUN)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/mesh.py
+	$(BIN)/python bench/governance.py
+	$(BIN)/python bench/immune.py
+	$(BIN)/python bench/verification.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
