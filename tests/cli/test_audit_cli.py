@@ -29,7 +29,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir with two demo round trips (6 entries, 2 checkpoints)."""
     root = tmp_path_factory.mktemp("cli")
     for _ in range(2):
-        done = grace("demo", "--data-dir", "data", cwd=root)
+        done = grace("demo", "--ledger-only", "--data-dir", "data", cwd=root)
         assert done.returncode == 0, done.stderr
     return root
 
@@ -45,7 +45,7 @@ def test_version_prints_the_package_version(tmp_path: Path) -> None:
 
 def test_demo_reports_valid_round_trip(demo_dir: Path) -> None:
     """`grace demo` shows appended entries, an offline-valid proof and a valid log."""
-    done = grace("demo", "-d", "data", cwd=demo_dir)
+    done = grace("demo", "--ledger-only", "-d", "data", cwd=demo_dir)
     assert done.returncode == 0, done.stderr
     assert "offline check" in done.stdout
     assert "valid" in done.stdout
@@ -122,7 +122,7 @@ def test_checkpoint_command_prints_signed_note(demo_dir: Path) -> None:
 
 def test_tampered_ledger_fails_verify_naming_the_seq(tmp_path: Path) -> None:
     """Editing one entry's bytes in SQLite makes `audit verify` exit 1 and name that seq."""
-    assert grace("demo", "-d", "data", cwd=tmp_path).returncode == 0
+    assert grace("demo", "--ledger-only", "-d", "data", cwd=tmp_path).returncode == 0
     db = sqlite3.connect(tmp_path / "data" / "ledger.db")
     with db:
         db.execute(

@@ -296,3 +296,16 @@ async def test_the_api_description_is_public_and_lists_every_part(site: Site) ->
     ):
         assert path in paths, path
     assert (await site.http.get("/docs")).status_code == 200
+
+
+async def test_the_console_is_served_without_credentials_and_cannot_be_framed(site: Site) -> None:
+    """`/` and its static files load without a key; the page forbids framing and scripts
+    from anywhere but this server."""
+    page = await site.http.get("/")
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert (await site.http.get("/console/proof.js")).status_code == 200
+    assert "http://" not in page.text
+    assert "https://" not in page.text

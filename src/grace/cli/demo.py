@@ -1,4 +1,5 @@
-"""``grace demo``: a real round trip through the ledger, end to end."""
+"""``grace demo``: the whole story on the embedded default (see :mod:`grace.cli._story`);
+``--ledger-only``: a round trip through the ledger alone."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -102,10 +104,30 @@ async def _round_trip(ledger: Ledger, data_dir: Path) -> _Outcome:
     )
 
 
-def demo(ctx: typer.Context, data_dir: DataDirOption = None) -> None:
-    """Append a decision, an anomaly and a healing step; sign, prove and verify them."""
+def demo(
+    ctx: typer.Context,
+    data_dir: DataDirOption = None,
+    ledger_only: Annotated[
+        bool,
+        typer.Option(
+            "--ledger-only", help="Only append, sign, prove and verify a few ledger entries."
+        ),
+    ] = False,
+) -> None:
+    """Boot Grace and narrate the whole story: governed requests, log-only rollout, a
+    verified code deployment, a governed self-heal, a two-approver action, the proof."""
     settings = settings_of(ctx)
     path = data_dir_of(ctx, data_dir)
+    if not ledger_only:
+        from grace.cli._logging import configure_logging
+        from grace.cli._story import run_story
+
+        if settings.log_level != "debug":
+            configure_logging("warning", settings.log_format)  # the story is the output
+        settings = settings.model_copy(update={"data_dir": path})
+        if not run(run_story(settings, console)):
+            raise typer.Exit(1)
+        return
 
     async def go() -> _Outcome:
         async with await Ledger.open(path, config=settings.ledger.to_config()) as ledger:

@@ -1,6 +1,7 @@
-"""A small HTTP service the immune tests run as a real subprocess and can break on purpose.
+"""The demo service: a small HTTP service Grace supervises, which can be broken on purpose
+(``grace demo``, ``grace serve --demo`` and the immune end-to-end tests run it).
 
-    python tests/immune/service.py --port 8123 [--state-file faults.json] [--fail-after N]
+    python -m grace.cli.demo_service --port 8123 [--state-file faults.json] [--fail-after N]
 
 Endpoints: ``GET /health`` and ``GET /work`` answer 200 — or 500 while failing, after a
 delay while slow. ``GET /admin/info`` gives the pid and request count. Faults:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
@@ -147,6 +147,20 @@ def create_app(
     return app
 
 
+_CONSOLE_HEADERS: Final = {
+    "cache-control": "no-store",
+    # The page's own CSP is a <meta> tag, which cannot forbid framing: say it here too, so
+    # no other site can frame the console's Approve buttons (clickjacking).
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
 def _mount_console(app: FastAPI) -> None:
     console = importlib.resources.files("grace.server") / "console"
     index = console / "index.html"
@@ -157,7 +171,7 @@ def _mount_console(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     async def console_index() -> HTMLResponse:
         """The web console."""
-        return HTMLResponse(html, headers={"cache-control": "no-store"})
+        return HTMLResponse(html, headers=_CONSOLE_HEADERS)
 
     app.mount(
         "/console",

@@ -433,6 +433,7 @@ async function runStream(signal) {
   let delay = 2000;
   while (!signal.aborted) {
     setStreamState("connecting");
+    let why = "the stream ended";
     try {
       const response = await fetch("/v1/events/stream?pattern=%3E", {
         headers: authHeaders({ accept: "text/event-stream" }),
@@ -466,11 +467,10 @@ async function runStream(signal) {
         feed(value);
       }
     } catch (e) {
-      if (signal.aborted) return;
-      setStreamState("reconnecting", e.message || String(e));
+      why = e.message || String(e);
     }
     if (signal.aborted) return;
-    setStreamState("reconnecting");
+    setStreamState("reconnecting", why);
     await sleep(delay, signal);
   }
 }
@@ -638,7 +638,7 @@ const loaders = {
             ["priority", (c) => text(c.priority)],
             ["status", (c) => badge(c.status)],
             ["attempts", (c) => text(c.attempts)],
-            ["time", (c) => `${Number(c.duration_s || 0).toFixed(3)} s`],
+            ["time", (c) => `${(Number(c.duration_s || 0) * 1000).toFixed(0)} ms`],
             ["issues", (c) => [...(c.issues || []), c.error].filter(Boolean).join("; ") || "—"],
           ],
           Array.isArray(data.chunks) ? data.chunks : [],
@@ -659,7 +659,7 @@ const loaders = {
       render(
         target,
         entries.length
-          ? el("dl", { class: "kv" }, entries.map(([k, v]) => [el("dt", {}, k), el("dd", {}, text(v))]))
+          ? el("dl", { class: "kv" }, entries.map(([k, v]) => [el("dt", {}, k), el("dd", {}, figure(v))]))
           : el("p", { class: "muted" }, "no counters yet"),
       );
     } catch (e) {
@@ -832,6 +832,10 @@ function actionCell(entry) {
   );
 }
 
+function figure(value) {
+  return typeof value === "number" && !Number.isInteger(value) ? value.toFixed(3) : text(value);
+}
+
 function fixed(value) {
   return typeof value === "number" ? value.toFixed(3) : text(value);
 }
@@ -908,7 +912,12 @@ function renderStep(step) {
   const [timeKey, when] = pick(step, STEP_TIME);
   const [titleKey, title] = pick(step, STEP_TITLE);
   const [statusKey, status] = pick(step, STEP_STATUS);
-  const rest = Object.entries(step).filter(([k]) => ![timeKey, titleKey, statusKey].includes(k));
+  // A nested "detail" object reads better flattened into the line.
+  const rest = Object.entries(step)
+    .filter(([k]) => ![timeKey, titleKey, statusKey].includes(k))
+    .flatMap(([k, v]) =>
+      k === "detail" && v && typeof v === "object" && !Array.isArray(v) ? Object.entries(v) : [[k, v]],
+    );
   return el(
     "li",
     {},
