@@ -309,3 +309,10 @@ async def test_the_console_is_served_without_credentials_and_cannot_be_framed(si
     assert (await site.http.get("/console/proof.js")).status_code == 200
     assert "http://" not in page.text
     assert "https://" not in page.text
+
+
+async def test_me_names_the_verified_principal(site: Site) -> None:
+    """/v1/me answers with the key's principal, never with a claimed X-Actor."""
+    r = await site.http.get("/v1/me", headers=site.as_("bob", **{"X-Actor": "alice"}))
+    assert r.json() == {"id": "bob", "kind": "human", "roles": ["approver"], "autonomy_tier": 0}
+    assert (await site.http.get("/v1/me")).status_code == 401

@@ -119,6 +119,19 @@ def create_app(
         body: dict[str, Any] = report.as_json()
         return body
 
+    @app.get("/v1/me", tags=["ops"])
+    async def me(request: Request) -> dict[str, Any]:
+        """The verified principal making this request (id, kind, roles, autonomy tier)."""
+        principal = getattr(request.state, "principal", None)
+        if principal is None:  # pragma: no cover - the middleware sets it
+            raise HTTPException(401, "no verified principal")
+        return {
+            "id": principal.id,
+            "kind": str(principal.kind),
+            "roles": sorted(principal.roles),
+            "autonomy_tier": principal.autonomy_tier,
+        }
+
     @app.get("/v1/status", tags=["ops"])
     async def status(request: Request) -> dict[str, Any]:
         """Every component's figures (needs one of the roles operator, auditor, admin)."""
