@@ -73,7 +73,9 @@ def _register(data_dir: Path) -> dict[str, str]:
         registry.add("alice", kind=PrincipalKind.HUMAN, roles=["approver", "operator"])
         registry.add("pep-gw", kind=PrincipalKind.SERVICE, roles=["pep"])
         registry.add("agent-7", kind=PrincipalKind.AGENT, autonomy_tier=2)
-        return {p: registry.create_key(p) for p in ("alice", "pep-gw", "agent-7")}
+        # May read approval requests but not decide them (no approver role).
+        registry.add("dave", kind=PrincipalKind.HUMAN, roles=["auditor"])
+        return {p: registry.create_key(p) for p in ("alice", "pep-gw", "agent-7", "dave")}
     finally:
         registry.close()
 

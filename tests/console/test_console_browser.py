@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -43,6 +44,7 @@ CONSOLE_DIR = Path(__file__).resolve().parents[2] / "src" / "grace" / "server" /
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 SVG_NAMESPACE = 'xmlns="http://www.w3.org/2000/svg"'
+IMPORT = re.compile(r'^import .* from "([^"]+)";$', re.MULTILINE)
 
 Bundle = dict[str, Any]
 
@@ -90,16 +92,29 @@ def test_console_files_reference_nothing_outside_the_server(server: Server) -> N
     assert index.status_code == 200
     assert "default-src 'none'" in index.text
     assert "connect-src 'self'" in index.text
-    script = server.client.get(server.url + "/console/proof.js")
-    assert script.status_code == 200
-    assert "javascript" in script.headers["content-type"]
+    # One module script, no inline one: the CSP's script-src 'self' allows nothing else.
+    scripts = re.findall(r"<script\b[^>]*>", index.text)
+    assert scripts == ['<script type="module" src="/console/app.js">'], scripts
+    for module in sorted(CONSOLE_DIR.glob("*.js")):
+        script = server.client.get(f"{server.url}/console/{module.name}")
+        assert script.status_code == 200, module.name
+        assert "javascript" in script.headers["content-type"], module.name
+        for target in IMPORT.findall(module.read_text(encoding="utf-8")):
+            assert target.startswith("./"), (module.name, target)
+            assert (CONSOLE_DIR / target).is_file(), (module.name, target)
 
 
 def test_sign_in_with_the_keyboard_shows_identity_log_key_and_boot(
     page: Page, server: Server
 ) -> None:
-    """Typing the key and Enter signs in; the log key shown is the server's, the boot is ready."""
+    """Typing the key and Enter signs in; the identity and roles are the server's answer to
+    /v1/me, the log key shown is the server's, the boot is ready."""
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(urlsplit(request.url).path))
     sign_in(page, server)
+    expect(page.locator("#whoami-roles")).to_have_text("roles: approver, operator")
+    assert "/v1/me" in requested
+    assert not [path for path in requested if path.startswith("/v1/decisions/")]
     key = server.call("GET", "/v1/audit/public-key", "alice").json()
     expect(page.locator("#key-vkey")).to_have_text(key["vkey"])
     expect(page.locator("#key-pinned")).to_contain_text("no:")
@@ -178,6 +193,9 @@ def test_approve_a_pending_approval_with_the_keyboard(page: Page, server: Server
     expect(page.locator("#tab-approvals")).to_have_attribute("aria-selected", "true")
     approve = page.locator(f'button.approve[aria-label^="Approve {approval_id}:"]')
     expect(approve).to_be_visible()
+    expect(approve).to_be_enabled()
+    expect(approve).not_to_have_attribute("title", re.compile(""))
+    expect(page.locator("#approval-role-note")).to_be_hidden()
     for _ in range(30):  # keyboard only: Tab until the button has focus
         page.keyboard.press("Tab")
         if approve.evaluate("b => b === document.activeElement"):
@@ -190,6 +208,31 @@ def test_approve_a_pending_approval_with_the_keyboard(page: Page, server: Server
     expect(page.locator("#approval-status")).to_contain_text(f"{approval_id}: approved (1/1")
     stored = server.call("GET", f"/v1/approvals/{approval_id}", "alice").json()
     assert (stored["state"], stored["approvers"]) == ("approved", ["alice"])
+
+
+def test_without_the_approver_role_the_vote_buttons_are_disabled(
+    page: Page, server: Server
+) -> None:
+    """An auditor sees pending requests, but Approve and Reject are disabled with a tooltip
+    naming the role needed; the server refuses the vote anyway."""
+    approval_id = decide_pending_deploy(server)
+    sign_in(page, server, "dave")
+    expect(page.locator("#whoami-roles")).to_have_text("roles: auditor")
+    page.locator("#tab-approvals").click()
+    row = page.locator("#approvals tr", has_text=approval_id)
+    expect(row.locator(".state")).to_have_text("pending")
+    tooltip = "Needs the approver role (you have: auditor)"
+    for verb in ("Approve", "Reject"):
+        button = row.locator(f'button[aria-label^="{verb} {approval_id}:"]')
+        expect(button).to_be_disabled()
+        expect(button).to_have_attribute("title", tooltip)
+    expect(row.locator("input.comment")).to_be_disabled()
+    expect(page.locator("#approval-role-note")).to_be_visible()
+    expect(page.locator("#approval-role-note")).to_contain_text("approver")
+    refused = server.call("POST", f"/v1/approvals/{approval_id}/approve", "dave", json={})
+    assert refused.status_code == 403, refused.text
+    stored = server.call("GET", f"/v1/approvals/{approval_id}", "alice").json()
+    assert (stored["state"], stored["approvers"]) == ("pending", [])
 
 
 # --- proofs in the page ---------------------------------------------------------------------
