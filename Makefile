@@ -45,6 +45,7 @@ bench: $(STAMP_RUN)
 	$(BIN)/python bench/governance.py
 	$(BIN)/python bench/immune.py
 	$(BIN)/python bench/verification.py
+	$(BIN)/python bench/server.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

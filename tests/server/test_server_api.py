@@ -236,9 +236,12 @@ async def test_metric_samples_feed_the_monitor_and_a_spike_reaches_the_kernel(si
     assert incident["anomaly_type"] == "latency_spike"
     assert incident["timeline"], incident
     assert incident["timeline"][0]["seq"] >= 1
-    bad = {"samples": [{"series": "x", "value": "NaN"}]}
+    bad = {"samples": [{"series": "x", "value": "NaN"}, {"series": "x", "value": 1.0}]}
     refused = await site.http.post("/v1/metrics", json=bad, headers=site.as_("alice"))
-    assert refused.status_code == 422
+    assert refused.status_code == 200
+    answer = refused.json()
+    assert (answer["accepted"], answer["rejected"]) == (1, 1)
+    assert answer["errors"][0]["index"] == 0
     denied = await site.http.post("/v1/metrics", json=spike, headers=site.as_("bob"))
     assert denied.status_code == 403
 

@@ -125,3 +125,15 @@ def test_the_route_tells_the_middleware_not_to_inspect_the_code() -> None:
     (route,) = router.routes
     marker = route.endpoint.__grace_governance__  # type: ignore[attr-defined]
     assert marker.inspect_body is False
+
+
+async def test_an_empty_or_malformed_body_is_a_422_naming_the_problem(
+    http: httpx.AsyncClient,
+) -> None:
+    """No body, or not JSON: 422 with pydantic's message, never a 500."""
+    for content in (b"", b"{not json", b"[]"):
+        r = await http.post(
+            "/v1/verify/code", content=content, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 422, (content, r.text)
+        assert r.json()["detail"]

@@ -53,8 +53,8 @@ class Sample(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     series: str = Field(min_length=1, max_length=256)
-    value: float = Field(allow_inf_nan=False)
-    timestamp: float | None = Field(default=None, allow_inf_nan=False)
+    value: float
+    timestamp: float | None = None
     """Seconds since the epoch; default: when Grace received it."""
     resource: str | None = Field(default=None, min_length=1, max_length=200)
 

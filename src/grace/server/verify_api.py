@@ -108,7 +108,9 @@ def verify_router(engine_of: EngineOf) -> APIRouter:
         try:
             body = VerifyCodeBody.model_validate_json(await _read_body(request))
         except ValidationError as e:
-            raise HTTPException(422, e.errors(include_url=False, include_context=False)) from e
+            raise HTTPException(
+                422, e.errors(include_url=False, include_context=False, include_input=False)
+            ) from e
         try:
             bundle = CodeBundle.of(
                 body.source if body.source is not None else body.files or {},
