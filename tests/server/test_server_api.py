@@ -319,3 +319,12 @@ async def test_me_names_the_verified_principal(site: Site) -> None:
     r = await site.http.get("/v1/me", headers=site.as_("bob", **{"X-Actor": "alice"}))
     assert r.json() == {"id": "bob", "kind": "human", "roles": ["approver"], "autonomy_tier": 0}
     assert (await site.http.get("/v1/me")).status_code == 401
+
+
+async def test_sequence_numbers_beyond_64_bits_are_a_422(site: Site) -> None:
+    """A seq or cursor no database integer can hold is refused, not a 500."""
+    huge = 2**63
+    for url in (f"/v1/audit/entries/{huge}", f"/v1/audit/entries/{huge}/proof"):
+        assert (await site.http.get(url, headers=site.as_("alice"))).status_code == 422
+    r = await site.http.get("/v1/audit/entries", params={"after": huge}, headers=site.as_("alice"))
+    assert r.status_code == 422

@@ -9,9 +9,9 @@ key without trusting this server's word.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from grace.errors import LedgerError
 from grace.ledger import Entry, Ledger
@@ -19,6 +19,9 @@ from grace.ledger import Entry, Ledger
 __all__ = ["entry_json", "router"]
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+MAX_SEQ: Final = 2**63 - 1
+"""Sequence numbers are SQLite/PostgreSQL 64-bit integers; larger ones name no entry."""
 
 
 def _ledger(request: Request) -> Ledger:
@@ -50,7 +53,9 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 @router.get("/entries")
 async def list_entries(
     ledger: LedgerDep,
-    after: Annotated[int | None, Query(ge=0, description="Cursor: next_after of a page")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="Cursor: next_after of a page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     subsystem: Annotated[str | None, Query(max_length=64)] = None,
     actor: Annotated[str | None, Query(max_length=256)] = None,
@@ -80,17 +85,20 @@ async def list_entries(
     }
 
 
+Seq = Annotated[int, Path(ge=1, le=MAX_SEQ, description="An entry's sequence number")]
+
+
 @router.get("/entries/{seq}")
-async def get_entry(seq: int, ledger: LedgerDep) -> dict[str, Any]:
+async def get_entry(seq: Seq, ledger: LedgerDep) -> dict[str, Any]:
     """One entry by its seq."""
-    entry = await ledger.get(seq) if seq >= 1 else None
+    entry = await ledger.get(seq)
     if entry is None:
         raise HTTPException(404, f"no entry {seq}")
     return entry_json(entry)
 
 
 @router.get("/entries/{seq}/proof")
-async def prove_entry(seq: int, ledger: LedgerDep) -> dict[str, Any]:
+async def prove_entry(seq: Seq, ledger: LedgerDep) -> dict[str, Any]:
     """The entry's offline proof bundle: canonical bytes, inclusion proof and the signed
     checkpoint (a checkpoint is made when none covers the entry yet)."""
     size = await ledger.size()
