@@ -195,6 +195,24 @@ class MonitoringSettings(BaseModel):
     cooldown_s: float = Field(default=300.0, ge=0)
 
 
+class MeshSectionSettings(BaseModel):
+    """``[mesh]``: the trigger mesh's transport and limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transport: Literal["memory", "nats"] = Field(
+        default="memory",
+        description="memory (embedded default) or nats (NATS JetStream, for several instances)",
+    )
+    nats_servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    nats_stream: str = Field(default="GRACE", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    nats_subject_prefix: str = Field(default="grace", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    queue_capacity: int = Field(default=10_000, ge=1)
+    workers: int = Field(default=4, ge=1)
+    handler_timeout_s: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+
+
 class GraceSettings(BaseSettings):
     """All of Grace's settings (``GRACE_`` environment prefix, optional ``grace.toml``)."""
 
@@ -218,6 +236,7 @@ class GraceSettings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     governance: GovernanceSettings = GovernanceSettings()
     trust: TrustSettings = TrustSettings()
+    mesh: MeshSectionSettings = MeshSectionSettings()
     immune: ImmuneSettings = ImmuneSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     host: str = "127.0.0.1"

@@ -76,7 +76,15 @@ from grace.immune import (
     load_playbooks,
 )
 from grace.ledger import Ledger
-from grace.mesh import Publisher, TriggerEvent, TriggerMesh, load_mesh_config
+from grace.mesh import (
+    MeshSettings,
+    Publisher,
+    Transport,
+    TriggerEvent,
+    TriggerMesh,
+    load_mesh_config,
+)
+from grace.mesh.nats import NatsTransport
 from grace.monitoring import (
     HealthCheck,
     HealthMonitor,
@@ -292,8 +300,31 @@ class Grace:
                 await result
 
     async def _boot_mesh(self) -> dict[str, Any]:
-        self.mesh = TriggerMesh(load_mesh_config(), clock=self.clock, audit=self.ledger)
-        return {"status": "configured", "events": len(self.mesh.config.events)}
+        cfg = self.settings.mesh
+        transport: Transport | None = None
+        if cfg.transport == "nats":
+            # Several Grace instances share one JetStream stream; each subscriber group is
+            # a durable queue consumer, so an event is handled once per group.
+            transport = NatsTransport(
+                cfg.nats_servers, stream=cfg.nats_stream, subject_prefix=cfg.nats_subject_prefix
+            )
+        self.mesh = TriggerMesh(
+            load_mesh_config(),
+            clock=self.clock,
+            audit=self.ledger,
+            transport=transport,
+            settings=MeshSettings(
+                queue_capacity=cfg.queue_capacity,
+                workers=cfg.workers,
+                handler_timeout_s=cfg.handler_timeout_s,
+                max_attempts=cfg.max_attempts,
+            ),
+        )
+        return {
+            "status": "configured",
+            "events": len(self.mesh.config.events),
+            "transport": cfg.transport,
+        }
 
     async def _stop_mesh(self) -> None:
         await self.mesh.stop()

@@ -5,13 +5,22 @@ immune kernel; the ledger verifies. Plus the Guardian boot's flags and degrade p
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from pathlib import Path
 
+import nats
+import nats.js.errors
 import pytest
 
 from grace import GraceSettings
 from grace.boot import BootState, ChunkStatus
-from grace.config import GovernanceSettings, HealthCheckSettings, MonitoringSettings
+from grace.config import (
+    GovernanceSettings,
+    HealthCheckSettings,
+    MeshSectionSettings,
+    MonitoringSettings,
+)
 from grace.governance.model import EnforcementMode, Outcome
 from grace.ledger import Ledger
 from grace.runtime import Grace
@@ -107,3 +116,43 @@ async def test_a_broken_monitor_configuration_degrades_instead_of_aborting(
         assert result["allowed"] is True
     finally:
         await grace.stop()
+
+
+async def test_phase7_on_nats_jetstream(tmp_path: Path, nats_addr: tuple[str, int]) -> None:
+    """The same story with the mesh on NATS JetStream (the scale-out transport): an
+    anomaly emitted by a monitor reaches the kernel through the broker."""
+    token = uuid.uuid4().hex
+    host, port = nats_addr
+    servers = f"nats://{host}:{port}"
+    settings = GraceSettings(
+        data_dir=tmp_path,
+        mesh=MeshSectionSettings(
+            transport="nats",
+            nats_servers=(servers,),
+            nats_stream=f"GRACE_P7_{token}",
+            nats_subject_prefix=f"gp7{token}",
+        ),
+    )
+    grace = await Grace.start(settings)
+    try:
+        assert grace.boot_report.state is BootState.READY
+        assert grace.boot_report.chunk("mesh").status is ChunkStatus.PASSED
+        assert grace.immune is not None
+        watchdog = grace.mesh.publisher("anomaly_watchdog")
+        emitted = await watchdog.try_emit(
+            "anomaly.detected", {"type": "cpu_spike", "severity": "low"}, resource="db"
+        )
+        assert emitted.routed, emitted
+        for _ in range(500):
+            if grace.immune.get_stats()["anomalies_detected"] > 0:
+                break
+            await asyncio.sleep(0.01)
+        assert grace.immune.get_stats()["anomalies_detected"] == 1
+    finally:
+        await grace.stop()
+        nc = await nats.connect(servers)
+        try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await nc.jetstream().delete_stream(f"GRACE_P7_{token}")
+        finally:
+            await nc.close()
