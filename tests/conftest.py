@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import asyncpg
 import pytest
 
 from grace.testing import FakeClock
@@ -69,3 +74,68 @@ def nats_addr() -> tuple[str, int]:
 def clock() -> FakeClock:
     """A fake clock starting at 2026-01-01T00:00:00Z."""
     return FakeClock()
+
+
+# -- PostgreSQL: a fresh database per session, a schema per test ---------------------------
+# The shared server is only ever given new databases and schemas, which are dropped again.
+
+_ADMIN_USERS = (None, "postgres")
+"""The current OS user first (trust auth), then ``postgres``."""
+
+
+async def _admin(host: str, port: int) -> Any:
+    last: Exception | None = None
+    for user in _ADMIN_USERS:
+        for database in ("test", "postgres"):
+            try:
+                return await asyncpg.connect(host=host, port=port, user=user, database=database)
+            except (OSError, asyncpg.PostgresError) as e:
+                last = e
+    raise RuntimeError(f"cannot connect to PostgreSQL at {host}:{port} as an admin: {last}")
+
+
+@pytest.fixture(scope="session")
+def pg_database(postgres_addr: tuple[str, int]) -> Iterator[str]:
+    """DSN of a database created for this test session (dropped at the end)."""
+    host, port = postgres_addr
+    name = f"grace_t_{secrets.token_hex(6)}"
+
+    async def create() -> str:
+        conn = await _admin(host, port)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            return str(await conn.fetchval("SELECT current_user"))
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await _admin(host, port)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    user = asyncio.run(create())
+    try:
+        yield f"postgresql://{user}@{host}:{port}/{name}"
+    finally:
+        asyncio.run(drop())
+
+
+@pytest.fixture
+async def pg_dsn(pg_database: str) -> AsyncIterator[str]:
+    """DSN of a fresh, empty schema in the session's database (dropped afterwards)."""
+    schema = f"t_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(pg_database)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await conn.close()
+    try:
+        yield f"{pg_database}?search_path={schema}"
+    finally:
+        conn = await asyncpg.connect(pg_database)
+        try:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        finally:
+            await conn.close()

@@ -261,7 +261,14 @@ class Grace:
         settings = self.settings
         data = Path(settings.data_dir)
         gov = settings.governance
-        self.ledger = await Ledger.open(data, config=settings.ledger.to_config(), clock=self.clock)
+        # The embedded default is SQLite in the data dir; GRACE_DATABASE_URL puts the ledger on
+        # PostgreSQL (one chain for several instances, signed with the key file in the data dir).
+        self.ledger = await Ledger.open_url(
+            settings.database_url or f"sqlite:{data}",
+            key_file=data / "ledger.key",
+            config=settings.ledger.to_config(),
+            clock=self.clock,
+        )
         self._closers.append(self.ledger.close)
         self.boot.set_audit(self.ledger)
         self.trust = await TrustStore.open(

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -156,3 +159,27 @@ async def test_phase7_on_nats_jetstream(tmp_path: Path, nats_addr: tuple[str, in
                 await nc.jetstream().delete_stream(f"GRACE_P7_{token}")
         finally:
             await nc.close()
+
+
+async def test_phase7_with_the_ledger_on_postgresql(tmp_path: Path, pg_dsn: str) -> None:
+    """GRACE_DATABASE_URL puts the ledger on PostgreSQL: the boot report and a decision land
+    there, and `grace audit verify --database-url` verifies the chain."""
+    grace = await Grace.start(GraceSettings(data_dir=tmp_path, database_url=pg_dsn))
+    try:
+        assert grace.ledger.backend == "postgresql"
+        result = await grace.wiring.process_request(
+            grace.wiring.system, "execute_task", "task:pg", {"reason": "scale-out check"}
+        )
+        assert result["allowed"] is True
+        seq = (await grace.ledger.query(action="execute_task", limit=1)).entries[0].seq
+        assert seq >= 1
+    finally:
+        await grace.stop()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRACE_")}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "grace", "audit", "verify", "--database-url", pg_dsn,
+         "-d", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -13,6 +13,7 @@ from grace.cli._logging import configure_logging
 from grace.cli.audit import audit_app
 from grace.cli.demo import demo
 from grace.cli.governance import approvals_app, keys_app, policy_app, principals_app
+from grace.cli.ledger import ledger_app
 from grace.cli.ops import boot, status
 from grace.cli.serve import serve
 from grace.cli.verify import verify
@@ -32,6 +33,7 @@ app.add_typer(principals_app, name="principals")
 app.add_typer(keys_app, name="keys")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(policy_app, name="policy")
+app.add_typer(ledger_app, name="ledger")
 app.command()(demo)
 app.command()(serve)
 app.command()(status)

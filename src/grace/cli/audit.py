@@ -15,6 +15,7 @@ from rich.table import Table
 from grace.cli._common import DataDirOption, data_dir_of, run, settings_of
 from grace.errors import LedgerLocked, ProofError
 from grace.ledger import Entry, Ledger, ProofBundle, load_verifier, verify_bundle
+from grace.ledger.ledger import KEY_FILE
 
 __all__ = ["audit_app"]
 
@@ -34,6 +35,17 @@ PublicKeyOption = Annotated[
 ]
 
 
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="The PostgreSQL ledger (postgresql://…; default: GRACE_DATABASE_URL), checked "
+        "with the key in DATA_DIR/ledger.key unless --public-key is given.",
+        show_default=False,
+    ),
+]
+
+
 def _key_text(value: str) -> str:
     path = Path(value)
     if path.is_file():
@@ -44,14 +56,28 @@ def _key_text(value: str) -> str:
 
 
 async def _open(
-    ctx: typer.Context, data_dir: Path | None, *, write: bool = False, public_key: str | None = None
+    ctx: typer.Context,
+    data_dir: Path | None,
+    database_url: str | None,
+    *,
+    write: bool = False,
+    public_key: str | None = None,
 ) -> Ledger:
+    """The SQLite ledger in the data dir, or the PostgreSQL one when a database URL is set."""
     settings = settings_of(ctx)
+    path = data_dir_of(ctx, data_dir)
+    url = database_url or settings.database_url
+    key = _key_text(public_key) if public_key else None
+    if url:
+        return await Ledger.open_postgres(
+            url,
+            key_file=path / KEY_FILE,
+            config=settings.ledger.to_config(),
+            read_only=not write,
+            public_key=key,
+        )
     return await Ledger.open(
-        data_dir_of(ctx, data_dir),
-        config=settings.ledger.to_config(),
-        read_only=not write,
-        public_key=_key_text(public_key) if public_key else None,
+        path, config=settings.ledger.to_config(), read_only=not write, public_key=key
     )
 
 
@@ -78,6 +104,7 @@ def _entries_table(entries: tuple[Entry, ...] | list[Entry]) -> Table:
 def verify_cmd(
     ctx: typer.Context,
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
     public_key: PublicKeyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -87,7 +114,7 @@ def verify_cmd(
     """
 
     async def go() -> Any:
-        ledger = await _open(ctx, data_dir, public_key=public_key)
+        ledger = await _open(ctx, data_dir, database_url, public_key=public_key)
         try:
             total = await ledger.size()
             with Progress(
@@ -139,11 +166,12 @@ def tail_cmd(
     action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, oldest first.")] = False,
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Show the newest entries, oldest of them first."""
 
     async def go() -> tuple[Entry, ...]:
-        ledger = await _open(ctx, data_dir)
+        ledger = await _open(ctx, data_dir, database_url)
         try:
             page = await ledger.query(
                 subsystem=subsystem, actor=actor, action=action, limit=n, newest_first=True
@@ -165,11 +193,12 @@ def show_cmd(
     ctx: typer.Context,
     seq: Annotated[int, typer.Argument(min=1, help="Entry number (1-based).")],
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Print one entry as JSON."""
 
     async def go() -> Entry | None:
-        ledger = await _open(ctx, data_dir)
+        ledger = await _open(ctx, data_dir, database_url)
         try:
             return await ledger.get(seq)
         finally:
@@ -196,14 +225,15 @@ def prove_cmd(
         Path | None, typer.Option("--out", "-o", help="Write the bundle here (default: stdout).")
     ] = None,
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Write an offline proof bundle: entry, inclusion proof and signed checkpoint."""
 
     async def go() -> ProofBundle:
         try:  # a writer can sign a checkpoint if none covers the entry yet
-            ledger = await _open(ctx, data_dir, write=True)
+            ledger = await _open(ctx, data_dir, database_url, write=True)
         except LedgerLocked:
-            ledger = await _open(ctx, data_dir)
+            ledger = await _open(ctx, data_dir, database_url)
         try:
             return await ledger.prove(seq, size)
         finally:
@@ -218,11 +248,13 @@ def prove_cmd(
 
 
 @audit_app.command("checkpoint")
-def checkpoint_cmd(ctx: typer.Context, data_dir: DataDirOption = None) -> None:
+def checkpoint_cmd(
+    ctx: typer.Context, data_dir: DataDirOption = None, database_url: DatabaseUrlOption = None
+) -> None:
     """Sign a checkpoint of the ledger as it is now and print the signed note."""
 
     async def go() -> str:
-        ledger = await _open(ctx, data_dir, write=True)
+        ledger = await _open(ctx, data_dir, database_url, write=True)
         try:
             return (await ledger.checkpoint()).note
         finally:
@@ -236,11 +268,12 @@ def checkpoints_cmd(
     ctx: typer.Context,
     n: Annotated[int, typer.Option("-n", "--limit", min=1, help="How many, newest first.")] = 10,
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """List the stored signed checkpoints, newest first."""
 
     async def go() -> list[tuple[int, str]]:
-        ledger = await _open(ctx, data_dir)
+        ledger = await _open(ctx, data_dir, database_url)
         try:
             return [(cp.tree_size, cp.root_hash.hex()) for cp in await ledger.checkpoints(n)]
         finally:
@@ -290,11 +323,12 @@ def export_key_cmd(
         bool, typer.Option("--pem", help="PEM instead of the signed-note vkey.")
     ] = False,
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Print the ledger's public key, to verify checkpoints and bundles elsewhere."""
 
     async def go() -> str:
-        ledger = await _open(ctx, data_dir)
+        ledger = await _open(ctx, data_dir, database_url)
         try:
             return ledger.verifier.pem if pem else ledger.verifier.vkey + "\n"
         finally:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from grace.errors import LedgerError, LedgerFormatError
-from grace.ledger._tree import CompactRange, node_location
+from grace.ledger._tree import CompactRange, part_locations, pick_parts
 from grace.ledger.merkle import Part, perfect_parts
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -265,10 +265,7 @@ class SQLiteStore:
         Leaves are entry hashes; interior nodes sit in the ``nodes`` column of the entry
         whose append completed them.
         """
-        where: dict[Part, tuple[int, int]] = {}
-        for part in parts:
-            level, index = part
-            where[part] = (index + 1, -1) if level == 0 else node_location(level, index)
+        where = part_locations(parts)
         seqs = sorted({seq for seq, _ in where.values()})
         found: dict[int, tuple[bytes, bytes]] = {}
         for chunk in range(0, len(seqs), 500):
@@ -279,19 +276,15 @@ class SQLiteStore:
                 wanted,
             ):
                 found[seq] = (h, nodes)
-        out: dict[Part, bytes] = {}
-        for part, (seq, offset) in where.items():
-            row = found.get(seq)
-            value = None
-            if row is not None:
-                value = row[0] if offset < 0 else row[1][offset : offset + 32]
-            if type(value) is not bytes or len(value) != 32:
-                raise LedgerFormatError(
-                    f"{self.path}: Merkle data for subtree (level, index) {part} is missing at "
-                    f"entry {seq}; run `grace audit verify`"
-                )
-            out[part] = value
-        return out
+        return pick_parts(where, found, self.path)
+
+    def rows(self, lo: int, hi: int) -> list[tuple[int, bytes, bytes, bytes]]:
+        """Stored rows ``(seq, entry, entry_hash, nodes)`` with ``lo < seq <= hi``, by seq."""
+        return self._conn.execute(
+            "SELECT seq, entry, entry_hash, nodes FROM entries WHERE seq > ? AND seq <= ? "
+            "ORDER BY seq",
+            (lo, hi),
+        ).fetchall()
 
     def checkpoints(self, *, limit: int | None = None) -> list[tuple[int, str, str]]:
         """Stored checkpoints ``(tree_size, created_at, note)``, newest first."""

@@ -13,10 +13,12 @@ proof looks up O(log n) rows by primary key.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 
-from grace.ledger.merkle import EMPTY_ROOT, fold_parts
+from grace.errors import LedgerFormatError
+from grace.ledger.merkle import EMPTY_ROOT, Part, fold_parts
 
-__all__ = ["CompactRange", "node_location"]
+__all__ = ["CompactRange", "node_location", "part_locations", "pick_parts"]
 
 _sha256 = hashlib.sha256
 
@@ -29,6 +31,42 @@ def node_location(level: int, index: int) -> tuple[int, int]:
     levels 1, 2, … in order, 32 bytes each.
     """
     return (index + 1) << level, (level - 1) * 32
+
+
+def part_locations(parts: Iterable[Part]) -> dict[Part, tuple[int, int]]:
+    """Where each perfect subtree's hash is stored: ``(seq, offset)``, offset -1 for a leaf.
+
+    A leaf is its entry's ``entry_hash``; an interior node a slice of some entry's ``nodes``.
+    """
+    where: dict[Part, tuple[int, int]] = {}
+    for part in parts:
+        level, index = part
+        where[part] = (index + 1, -1) if level == 0 else node_location(level, index)
+    return where
+
+
+def pick_parts(
+    where: Mapping[Part, tuple[int, int]],
+    found: Mapping[int, tuple[bytes, bytes]],
+    location: object,
+) -> dict[Part, bytes]:
+    """The hashes at ``where`` from rows ``found`` (seq -> (entry_hash, nodes)).
+
+    Raises :class:`LedgerFormatError` naming the subtree whose data is missing or malformed.
+    """
+    out: dict[Part, bytes] = {}
+    for part, (seq, offset) in where.items():
+        row = found.get(seq)
+        value = None
+        if row is not None:
+            value = row[0] if offset < 0 else row[1][offset : offset + 32]
+        if type(value) is not bytes or len(value) != 32:
+            raise LedgerFormatError(
+                f"{location}: Merkle data for subtree (level, index) {part} is missing at "
+                f"entry {seq}; run `grace audit verify`"
+            )
+        out[part] = value
+    return out
 
 
 class CompactRange:

@@ -7,11 +7,13 @@ Invariants (the append state machine):
   canonical bytes, so the chain link and the Merkle leaf are one hash.
 * Only the writer task assigns seq, prev_hash and timestamp. Callers' appends queue up
   while a commit is in flight and are committed together (group commit); a caller gets its
-  :class:`Receipt` only after that transaction committed with the configured
-  ``synchronous`` level (``FULL`` by default).
+  :class:`Receipt` only after that transaction committed durably (SQLite
+  ``synchronous=FULL`` by default; PostgreSQL with ``synchronous_commit=on``).
 * In-memory state (tree edge, last hash) advances only after a commit succeeds, so a failed
   write leaves the ledger exactly as it was and fails every caller in that batch.
-* One process writes (``ledger.lock``, an exclusive ``flock``); others open read-only.
+* SQLite: one process writes (``ledger.lock``, an exclusive ``flock``); others open
+  read-only. PostgreSQL: any number of processes write; each batch is sequenced under one
+  advisory lock against the head stored in the database (``_postgres``, ADR 0010).
 """
 
 from __future__ import annotations
@@ -19,52 +21,45 @@ from __future__ import annotations
 import asyncio
 import binascii
 import datetime as _dt
-import fcntl
 import hashlib
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import structlog
 
-from grace.errors import LedgerError, LedgerFormatError, LedgerLocked
+from grace.errors import LedgerError
 from grace.ledger import merkle
-from grace.ledger._codec import (
-    GENESIS_HASH_HEX,
-    EntryTemplate,
-    encode_template,
-    format_timestamp,
-    parse_timestamp,
-    splice,
+from grace.ledger._backend import (
+    Append,
+    CheckpointRequest,
+    Item,
+    Row,
+    Sequenced,
+    StoreReader,
+    StoreWriter,
+    WriterState,
 )
-from grace.ledger._store import SQLiteStore
-from grace.ledger._tree import CompactRange
-from grace.ledger._verify import Progress, verify_connection
+from grace.ledger._codec import encode_template, format_timestamp, parse_timestamp, splice
+from grace.ledger._sqlite import KEY_FILE as KEY_FILE
+from grace.ledger._sqlite import open_sqlite
 from grace.ledger.bundle import ProofBundle
-from grace.ledger.checkpoint import (
-    Checkpoint,
-    NoteSigner,
-    NoteVerifier,
-    load_or_create_signing_key,
-    load_verifier,
-)
+from grace.ledger.checkpoint import Checkpoint, NoteVerifier
 from grace.ledger.entry import Entry, EntryPage, Receipt, VerifyReport
 from grace.types import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from grace.ledger._verify import Progress
 
 __all__ = ["Ledger", "LedgerConfig"]
 
 log = structlog.get_logger(__name__)
 
-DB_FILE: Final = "ledger.db"
-KEY_FILE: Final = "ledger.key"
-LOCK_FILE: Final = "ledger.lock"
-
-_T = TypeVar("_T")
 _QUERY_FIELDS: Final = ("subsystem", "actor", "action")
+_POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
+_MAX_SEQ: Final = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,12 +69,17 @@ class LedgerConfig:
     origin: str = "grace.local/ledger"
     """Name of this log in checkpoints (the signed note's origin line and key name)."""
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
+    """SQLite's durability level (PostgreSQL's writer always commits with
+    ``synchronous_commit=on``)."""
     max_payload_bytes: int = 1 << 20
     checkpoint_every: int = 1000
     """Sign a checkpoint once this many entries were appended since the last one (0: never)."""
     checkpoint_interval_s: float = 60.0
     """Sign a checkpoint this often while there are new entries (0: never)."""
     max_batch: int = 1024
+    reconnect_timeout_s: float = 30.0
+    """PostgreSQL: how long the writer retries a batch whose connection failed before it
+    fails the batch's callers (the retry never duplicates: ADR 0010)."""
 
     def __post_init__(self) -> None:
         if not self.origin or any(c.isspace() or c == "+" for c in self.origin):
@@ -96,91 +96,24 @@ class LedgerConfig:
             raise ValueError("ledger checkpoint_every and checkpoint_interval_s must be >= 0")
         if self.max_batch < 1:
             raise ValueError("ledger max_batch must be at least 1")
+        if not self.reconnect_timeout_s > 0:
+            raise ValueError("ledger reconnect_timeout_s must be > 0")
 
 
-class _Append:
-    __slots__ = ("future", "template")
-
-    def __init__(self, template: EntryTemplate, future: asyncio.Future[Receipt]) -> None:
-        self.template = template
-        self.future = future
-
-
-class _CheckpointRequest:
-    __slots__ = ("future",)
-
-    def __init__(self, future: asyncio.Future[Checkpoint] | None) -> None:
-        self.future = future
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Sequenced:
-    """A batch made ready to commit: rows, receipts and the state after it."""
-
-    rows: list[tuple[int, bytes, bytes, bytes]]
-    receipts: list[Receipt]
-    checkpoint: Checkpoint | None
-    """The checkpoint to hand to whoever asked for one (None when nobody did)."""
-    checkpoint_row: tuple[int, str, str] | None
-    """A newly signed checkpoint to store with the batch."""
-    tree: CompactRange
-    last_hash_hex: bytes
-    last_ts: str
-
-
-class _WriterState:
-    """What only the writer touches: its store and key, the tree edge, the chain head."""
-
-    __slots__ = ("last_checkpoint", "last_hash_hex", "last_ts", "signer", "store", "tree")
-
-    def __init__(
-        self,
-        store: SQLiteStore,
-        signer: NoteSigner,
-        tree: CompactRange,
-        last_hash_hex: bytes,
-        last_ts: str,
-        last_checkpoint: Checkpoint,
-    ) -> None:
-        self.store = store
-        self.signer = signer
-        self.tree = tree
-        self.last_hash_hex = last_hash_hex
-        self.last_ts = last_ts
-        self.last_checkpoint = last_checkpoint
-
-    def advance(self, work: _Sequenced) -> None:
-        """Move to the state after a committed batch."""
-        self.tree = work.tree
-        self.last_hash_hex = work.last_hash_hex
-        self.last_ts = work.last_ts
-        if work.checkpoint_row is not None and work.checkpoint is not None:
-            self.last_checkpoint = work.checkpoint
-            log.debug("ledger_checkpoint", tree_size=work.checkpoint.tree_size)
-
-
-def _take_lock(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def _encodable(text: str) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        finally:
-            os.close(fd)
-        raise LedgerLocked(
-            f"the ledger in {path.parent} is open for writing by another process (pid {holder}); "
-            "stop it, or open the ledger read-only"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Ledger:
-    """An append-only, verifiable audit log stored in SQLite under a data directory.
+    """An append-only, verifiable audit log stored in SQLite or PostgreSQL.
 
-    Open with :meth:`open`; use as an async context manager or call :meth:`close`.
+    Open with :meth:`open` (SQLite under a data directory), :meth:`open_postgres` or
+    :meth:`open_url`; use as an async context manager or call :meth:`close`. The API, the
+    stored bytes, proofs and checkpoints are the same for both stores.
     """
 
     def __init__(
@@ -190,30 +123,29 @@ class Ledger:
         config: LedgerConfig,
         clock: Clock,
         origin: str,
-        reader: SQLiteStore,
+        reader: StoreReader,
         verifier: NoteVerifier,
-        state: _WriterState | None = None,
-        lock_fd: int | None = None,
+        writer: StoreWriter | None = None,
+        state: WriterState | None = None,
     ) -> None:
         self.data_dir = data_dir
+        """Where this handle's local files live (SQLite: all of them; PostgreSQL: the key)."""
         self.config = config
         self.origin = origin
         self.verifier = verifier
         self._clock = clock
         self._reader = reader
-        self._state = state
-        self._lock_fd = lock_fd
-        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="grace-ledger-read")
-        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="grace-ledger-write")
-        self._pending: list[_Append | _CheckpointRequest] = []
+        self._writer = writer
+        self._state = state if writer is not None else None
+        self._pending: list[Item] = []
         self._wakeup = asyncio.Event()
         self._closing = False
         self._closed = False
         self._failure: BaseException | None = None
         self._writer_task: asyncio.Task[None] | None = None
-        if state is not None:
+        if writer is not None and state is not None:
             self._writer_task = asyncio.get_running_loop().create_task(
-                self._run_writer(state), name=f"grace-ledger-writer:{data_dir}"
+                self._run_writer(writer, state), name=f"grace-ledger-writer:{reader.location}"
             )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -228,112 +160,122 @@ class Ledger:
         read_only: bool = False,
         public_key: str | None = None,
     ) -> Ledger:
-        """Open the ledger in ``data_dir``, creating directory, database and key if missing.
+        """Open the SQLite ledger in ``data_dir``, creating directory, database and key if missing.
 
         ``read_only`` opens without the write lock (for inspection while a server runs);
         ``public_key`` (a vkey or PEM text) checks checkpoints against an externally kept key
         instead of the one derived from the key file.
         """
         config = config or LedgerConfig()
-        clock = clock or SystemClock()
         path = Path(data_dir)
-        parts = await asyncio.to_thread(cls._open_sync, path, config, read_only, public_key)
-        return cls(data_dir=path, config=config, clock=clock, **parts)
+        opened = await asyncio.to_thread(
+            open_sqlite,
+            path,
+            origin_wanted=config.origin,
+            synchronous=config.synchronous,
+            read_only=read_only,
+            public_key=public_key,
+        )
+        return cls(
+            data_dir=path,
+            config=config,
+            clock=clock or SystemClock(),
+            origin=opened.origin,
+            reader=opened.reader,
+            verifier=opened.verifier,
+            writer=opened.writer,
+            state=opened.state,
+        )
 
     @classmethod
-    def _open_sync(
-        cls, path: Path, config: LedgerConfig, read_only: bool, public_key: str | None
-    ) -> dict[str, Any]:
-        """Open files and stores (blocking); the constructor then starts the writer."""
-        if path.exists() and not path.is_dir():
-            raise LedgerFormatError(f"data dir {path} is a file, not a directory")
-        if read_only:
-            reader, origin = SQLiteStore.open(
-                path / DB_FILE,
-                read_only=True,
-                create=False,
-                synchronous=config.synchronous,
-                origin=None,
-            )
-            try:
-                verifier = cls._verifier(path, origin, public_key)
-            except BaseException:
-                reader.close()
-                raise
-            return {"origin": origin, "reader": reader, "verifier": verifier}
-        try:
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as e:
-            raise LedgerError(f"cannot create data dir {path}: {e.strerror}") from e
-        lock_fd = _take_lock(path / LOCK_FILE)
-        stores: list[SQLiteStore] = []
-        try:
-            writer, origin = SQLiteStore.open(
-                path / DB_FILE,
-                read_only=False,
-                create=True,
-                synchronous=config.synchronous,
-                origin=config.origin,
-            )
-            stores.append(writer)
-            if origin != config.origin:
-                raise LedgerFormatError(
-                    f"the ledger in {path} is the log {origin!r}; settings name {config.origin!r}"
-                )
-            reader, _ = SQLiteStore.open(
-                path / DB_FILE,
-                read_only=True,
-                create=False,
-                synchronous=config.synchronous,
-                origin=None,
-            )
-            stores.append(reader)
-            signer = load_or_create_signing_key(path / KEY_FILE, origin)
-            verifier = load_verifier(public_key, name=origin) if public_key else signer.verifier
-            tree, last_hash = writer.load_tree()
-            latest = writer.checkpoints(limit=1)
-            last_cp = (
-                Checkpoint.from_note(latest[0][2])
-                if latest
-                else Checkpoint(origin=origin, tree_size=0, root_hash=merkle.EMPTY_ROOT, note="")
-            )
-            last_ts = ""
-            if tree.size:
-                raw = writer.get(tree.size)
-                if raw is not None:
-                    last_ts = format_timestamp(Entry.from_canonical(*raw).timestamp)
-            state = _WriterState(
-                writer,
-                signer,
-                tree,
-                binascii.hexlify(last_hash) if last_hash else GENESIS_HASH_HEX,
-                last_ts,
-                last_cp,
-            )
-        except BaseException:
-            for store in stores:
-                store.close()
-            os.close(lock_fd)
-            raise
-        return {
-            "origin": origin,
-            "reader": reader,
-            "verifier": verifier,
-            "state": state,
-            "lock_fd": lock_fd,
-        }
+    async def open_postgres(
+        cls,
+        dsn: str,
+        *,
+        key_file: str | os.PathLike[str],
+        config: LedgerConfig | None = None,
+        clock: Clock | None = None,
+        read_only: bool = False,
+        public_key: str | None = None,
+    ) -> Ledger:
+        """Open (and, writable, create or migrate) the ledger in a PostgreSQL database.
 
-    @staticmethod
-    def _verifier(path: Path, origin: str, public_key: str | None) -> NoteVerifier:
-        if public_key:
-            return load_verifier(public_key, name=origin)
-        key_path = path / KEY_FILE
-        if not key_path.exists():
-            raise LedgerError(f"no signing key {key_path}; pass the ledger's public key")
-        return load_or_create_signing_key(key_path, origin).verifier
+        Every instance writing to one database signs checkpoints with the Ed25519 key in
+        ``key_file`` (created, mode 0600, only for a database without a ledger yet); an open
+        is refused when the database's ledger was created with another key or origin.
+        Tables live in the connection's current schema (``?search_path=…`` in the DSN).
+        """
+        from grace.ledger._postgres import open_postgres  # asyncpg only when needed
+
+        config = config or LedgerConfig()
+        key_path = Path(key_file)
+        opened = await open_postgres(
+            dsn,
+            key_file=key_path,
+            origin=config.origin,
+            reconnect_timeout_s=config.reconnect_timeout_s,
+            read_only=read_only,
+            public_key=public_key,
+        )
+        return cls(
+            data_dir=key_path.parent,
+            config=config,
+            clock=clock or SystemClock(),
+            origin=opened.origin,
+            reader=opened.reader,
+            verifier=opened.verifier,
+            writer=opened.writer,
+            state=opened.state,
+        )
+
+    @classmethod
+    async def open_url(
+        cls,
+        url: str,
+        *,
+        key_file: str | os.PathLike[str] | None = None,
+        config: LedgerConfig | None = None,
+        clock: Clock | None = None,
+        read_only: bool = False,
+        public_key: str | None = None,
+    ) -> Ledger:
+        """Open ``sqlite:PATH`` (a data directory) or ``postgresql://…`` (then ``key_file``)."""
+        if url.startswith(_POSTGRES_SCHEMES):
+            if key_file is None:
+                raise LedgerError("a PostgreSQL ledger needs key_file: the shared signing key")
+            return await cls.open_postgres(
+                url,
+                key_file=key_file,
+                config=config,
+                clock=clock,
+                read_only=read_only,
+                public_key=public_key,
+            )
+        if url.startswith("sqlite:"):
+            path = Path(url.removeprefix("sqlite:").removeprefix("//"))
+            if path.name == "ledger.db":
+                path = path.parent
+            if key_file is not None and Path(key_file) != path / KEY_FILE:
+                raise LedgerError(f"a SQLite ledger keeps its key in {path / KEY_FILE}")
+            return await cls.open(
+                path, config=config, clock=clock, read_only=read_only, public_key=public_key
+            )
+        raise LedgerError(
+            f"ledger URL {url.split(':', 1)[0]!r}… is neither sqlite:PATH nor postgresql://…"
+        )
+
+    @property
+    def location(self) -> str:
+        """``sqlite:<data dir>`` or ``postgresql://host:port/db`` (never with a password)."""
+        return self._reader.location
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        """Which store holds this ledger."""
+        return "postgresql" if self.location.startswith("postgresql") else "sqlite"
 
     async def close(self) -> None:
-        """Commit what is queued, stop the writer, close the database and release the lock."""
+        """Commit what is queued, stop the writer, close the store and release locks."""
         if self._closed:
             return
         self._closing = True
@@ -344,15 +286,11 @@ class Ledger:
             if not task.cancelled() and task.exception() is not None:
                 log.error("ledger_writer_failed", error=repr(task.exception()))
         self._closed = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._read_pool, self._reader.close)
-        if self._state is not None:
-            await loop.run_in_executor(self._write_pool, self._state.store.close)
-        self._read_pool.shutdown(wait=True)
-        self._write_pool.shutdown(wait=True)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        try:
+            await self._reader.close()
+        finally:
+            if self._writer is not None:
+                await self._writer.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -374,11 +312,15 @@ class Ledger:
 
     def _check_writable(self) -> None:
         if self._state is None:
-            raise LedgerError(f"the ledger in {self.data_dir} was opened read-only")
+            raise LedgerError(f"the ledger in {self._where()} was opened read-only")
         if self._closing:
             raise LedgerError("the ledger is closed")
         if self._failure is not None:
             raise LedgerError(f"the ledger writer stopped: {self._failure}") from self._failure
+
+    def _where(self) -> str:
+        location = self._reader.location
+        return str(self.data_dir) if location.startswith("sqlite:") else location
 
     async def append(
         self,
@@ -406,7 +348,7 @@ class Ledger:
             max_payload_bytes=self.config.max_payload_bytes,
         )
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Append(template, future))
+        self._pending.append(Append(template, future, (subsystem, actor, action)))
         self._wakeup.set()
         return await future
 
@@ -414,7 +356,7 @@ class Ledger:
         """Sign and store a checkpoint of everything appended so far (or return the current one)."""
         self._check_writable()
         future: asyncio.Future[Checkpoint] = asyncio.get_running_loop().create_future()
-        self._pending.append(_CheckpointRequest(future))
+        self._pending.append(CheckpointRequest(future))
         self._wakeup.set()
         return await future
 
@@ -422,9 +364,8 @@ class Ledger:
         interval = self.config.checkpoint_interval_s
         return interval if interval > 0 else None
 
-    async def _run_writer(self, state: _WriterState) -> None:
-        loop = asyncio.get_running_loop()
-        batch: list[_Append | _CheckpointRequest] = []
+    async def _run_writer(self, writer: StoreWriter, state: WriterState) -> None:
+        batch: list[Item] = []
         try:
             while True:
                 if not self._pending:
@@ -436,13 +377,12 @@ class Ledger:
                             await self._wakeup.wait()
                     except TimeoutError:
                         if state.tree.size > state.last_checkpoint.tree_size:
-                            self._pending.append(_CheckpointRequest(None))
+                            self._pending.append(CheckpointRequest(None))
                     continue
                 batch = self._pending[: self.config.max_batch]
                 del self._pending[: self.config.max_batch]
-                work = self._sequence(state, batch, self._clock.now())
                 try:
-                    await loop.run_in_executor(self._write_pool, self._commit, state, work)
+                    work = await writer.commit(state, batch, self._sequence_now)
                 except LedgerError as e:  # nothing of the batch was written; keep going
                     log.error("ledger_write_failed", error=str(e), batch=len(batch))  # noqa: TRY400
                     self._fail(batch, e)
@@ -462,15 +402,19 @@ class Ledger:
             self._pending.clear()
             raise
 
+    def _sequence_now(self, state: WriterState, batch: list[Item]) -> Sequenced:
+        # Looked up per batch so that tests can replace ``_sequence`` on an instance.
+        return self._sequence(state, batch, self._clock.now())
+
     @staticmethod
     def _resolve(
-        batch: list[_Append | _CheckpointRequest],
+        batch: list[Item],
         receipts: list[Receipt],
         checkpoint: Checkpoint | None,
     ) -> None:
         receipt_iter = iter(receipts)
         for item in batch:
-            if isinstance(item, _Append):
+            if isinstance(item, Append):
                 receipt = next(receipt_iter)
                 if not item.future.done():
                     item.future.set_result(receipt)
@@ -481,14 +425,12 @@ class Ledger:
                     item.future.set_result(checkpoint)
 
     @staticmethod
-    def _fail(items: list[_Append | _CheckpointRequest], error: BaseException) -> None:
+    def _fail(items: list[Item], error: BaseException) -> None:
         for item in items:
             if item.future is not None and not item.future.done():
                 item.future.set_exception(error)
 
-    def _sequence(
-        self, state: _WriterState, batch: list[_Append | _CheckpointRequest], now: _dt.datetime
-    ) -> _Sequenced:
+    def _sequence(self, state: WriterState, batch: list[Item], now: _dt.datetime) -> Sequenced:
         """Assign seq, prev_hash and timestamp, hash, extend the tree, sign if due.
 
         Pure CPU work on the event loop; ``state`` is not touched until the commit succeeds.
@@ -497,14 +439,14 @@ class Ledger:
         ts = ts_text.encode()
         when = parse_timestamp(ts_text)
         tree = state.tree.copy()
-        rows: list[tuple[int, bytes, bytes, bytes]] = []
+        rows: list[Row] = []
         receipts: list[Receipt] = []
         prev_hex = state.last_hash_hex
         sha256 = hashlib.sha256
         hexlify = binascii.hexlify
         want_checkpoint = False
         for item in batch:
-            if isinstance(item, _CheckpointRequest):
+            if isinstance(item, CheckpointRequest):
                 want_checkpoint = True
                 continue
             seq = tree.size + 1
@@ -522,7 +464,7 @@ class Ledger:
         if want_checkpoint and (size != checkpoint.tree_size or not checkpoint.note):
             checkpoint = state.signer.sign_checkpoint(size, tree.root())
             cp_row = (size, ts_text, checkpoint.note)
-        return _Sequenced(
+        return Sequenced(
             rows=rows,
             receipts=receipts,
             checkpoint=checkpoint if want_checkpoint else None,
@@ -532,31 +474,28 @@ class Ledger:
             last_ts=ts_text,
         )
 
-    def _commit(self, state: _WriterState, work: _Sequenced) -> None:
-        """Write a sequenced batch (on the writer thread)."""
-        state.store.commit(work.rows, work.checkpoint_row)
-
     # -- reading -------------------------------------------------------------------------
 
-    async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
+    def _store(self) -> StoreReader:
+        """The reader, unless this handle is closed."""
         if self._closed:
             raise LedgerError("the ledger is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._read_pool, fn, *args)
+        return self._reader
 
     async def size(self) -> int:
         """Number of committed entries (= the highest seq)."""
-        if self._state is not None:
+        if self._state is not None and self._writer is not None and self._writer.exclusive:
             return self._state.tree.size
-        return await self._read(self._reader.size)
+        return await self._store().size()
 
     async def get(self, seq: int) -> Entry | None:
         """The stored entry with this seq, or None."""
-        found = await self._read(self._reader.get, seq)
+        found = await self._store().get(seq)
         return None if found is None else Entry.from_canonical(*found)
 
     async def get_canonical(self, seq: int) -> bytes | None:
         """The exact canonical bytes of an entry (what its hash covers), or None."""
-        found = await self._read(self._reader.get, seq)
+        found = await self._store().get(seq)
         return None if found is None else found[0]
 
     async def query(
@@ -586,6 +525,8 @@ class Ledger:
             for k, v in zip(_QUERY_FIELDS, (subsystem, actor, action), strict=True)
             if v is not None
         }
+        if not all(_encodable(v) for v in filters.values()):
+            return EntryPage(entries=(), next_after=None)  # no stored field holds a lone surrogate
         lo = 0 if seq_from is None else seq_from - 1
         hi = seq_to
         if after is not None:
@@ -593,21 +534,23 @@ class Ledger:
                 hi = after - 1 if hi is None else min(hi, after - 1)
             else:
                 lo = max(lo, after)
+        # Both stores hold seqs as signed 64-bit integers: bounds beyond that match nothing.
+        lo = min(max(lo, 0), _MAX_SEQ)
+        if hi is not None:
+            hi = min(max(hi, 0), _MAX_SEQ)
         try:
             since_text = None if since is None else format_timestamp(since)
             until_text = None if until is None else format_timestamp(until)
         except ValueError as e:
             raise LedgerError(f"query time bounds must be timezone-aware: {e}") from e
-        rows = await self._read(
-            lambda: self._reader.query(
-                lo=lo,
-                hi=hi,
-                filters=filters,
-                since=since_text,
-                until=until_text,
-                limit=limit + 1,
-                descending=newest_first,
-            )
+        rows = await self._store().query(
+            lo=lo,
+            hi=hi,
+            filters=filters,
+            since=since_text,
+            until=until_text,
+            limit=limit + 1,
+            descending=newest_first,
         )
         more = len(rows) > limit
         entries = tuple(Entry.from_canonical(raw, h) for _, raw, h in rows[:limit])
@@ -619,7 +562,7 @@ class Ledger:
         if size == 0:
             return merkle.EMPTY_ROOT
         parts = merkle.perfect_parts(0, size)
-        found = await self._read(self._reader.part_hashes, parts)
+        found = await self._store().part_hashes(parts)
         return merkle.fold_parts([found[p] for p in parts])
 
     async def _tree_size(self, tree_size: int | None) -> int:
@@ -635,7 +578,7 @@ class Ledger:
     async def _ranges_hashes(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         per_range = [merkle.perfect_parts(a, b) for a, b in ranges]
         wanted = {p for parts in per_range for p in parts}
-        found = await self._read(self._reader.part_hashes, wanted)
+        found = await self._store().part_hashes(wanted)
         return [merkle.fold_parts([found[p] for p in parts]) for parts in per_range]
 
     async def prove_inclusion(self, seq: int, tree_size: int | None = None) -> list[bytes]:
@@ -654,7 +597,7 @@ class Ledger:
 
     async def checkpoints(self, limit: int | None = None) -> list[Checkpoint]:
         """Stored checkpoints, newest first."""
-        rows = await self._read(lambda: self._reader.checkpoints(limit=limit))
+        rows = await self._store().checkpoints(limit=limit)
         return [Checkpoint.from_note(note) for _, _, note in rows]
 
     async def latest_checkpoint(self) -> Checkpoint | None:
@@ -674,7 +617,7 @@ class Ledger:
         want = max(seq, tree_size) if tree_size is not None else seq
         if tree_size is not None:
             await self._tree_size(tree_size)
-        row = await self._read(self._reader.checkpoint_at_least, want)
+        row = await self._store().checkpoint_at_least(want)
         if row is None:
             if self.read_only:
                 raise LedgerError(
@@ -704,27 +647,8 @@ class Ledger:
 
     async def verify(self, progress: Progress | None = None) -> VerifyReport:
         """Recompute and check every entry hash, chain link, Merkle node, root and checkpoint."""
-        if self._closed:
-            raise LedgerError("the ledger is closed")
-        db_path = self.data_dir / DB_FILE
+        return await self._store().verify(self.verifier, self.origin, progress)
 
-        def run() -> VerifyReport:
-            store, _ = SQLiteStore.open(
-                db_path,
-                read_only=True,
-                create=False,
-                synchronous=self.config.synchronous,
-                origin=None,
-            )
-            try:
-                return verify_connection(
-                    store.connection,
-                    str(db_path),
-                    self.verifier,
-                    self.origin,
-                    progress,
-                )
-            finally:
-                store.close()
-
-        return await asyncio.to_thread(run)
+    async def _rows(self, lo: int, hi: int) -> list[Row]:
+        """Stored rows with ``lo < seq <= hi`` exactly as stored (for copying a ledger)."""
+        return await self._store().rows(lo, hi)
