@@ -34,6 +34,7 @@ from grace.config import (
     MonitoringSettings,
     ProcessSettings,
 )
+from grace.errors import ApprovalError
 from grace.governance.model import ActionRequest, Outcome, Principal, PrincipalKind, RiskLevel
 from grace.ledger import ProofBundle, verify_bundle
 from grace.runtime import Grace
@@ -394,60 +395,45 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float) -> None
         await asyncio.sleep(0.05)
 
 
-async def _parliament(n: _Narrator, grace: Grace, cast: dict[str, Principal]) -> None:
-    n.act("6. A critical action waits for two distinct approvers")
-    request = ActionRequest(
-        request_id="demo-rotate-keys",
-        principal=cast["alice"],
+def _rotation(alice: Principal, request_id: str, approval_id: str | None = None) -> ActionRequest:
+    """Alice's critical request to rotate the ledger's signing key."""
+    return ActionRequest(
+        request_id=request_id,
+        principal=alice,
         action="rotate_signing_keys",
         resource="ledger",
         context={"reason": "scheduled key rotation"},
         declared_risk=RiskLevel.CRITICAL,
         source="demo",
+        approval_id=approval_id,
     )
-    pending = await grace.gate.decide(request)
+
+
+async def _parliament(n: _Narrator, grace: Grace, cast: dict[str, Principal]) -> None:
+    n.act("6. A critical action waits for two distinct approvers")
+    alice = cast["alice"]
+    pending = await grace.gate.decide(_rotation(alice, "demo-rotate-keys"))
     n.check(
         "rotate_signing_keys (critical) → requires_parliament",
         pending.outcome is Outcome.REQUIRES_PARLIAMENT and pending.approval_id is not None,
         f"approval {pending.approval_id}",
     )
-    if pending.approval_id is None:
+    approval_id = pending.approval_id
+    if approval_id is None:
         return
     try:
-        await grace.approvals.approve(pending.approval_id, cast["alice"].id)
+        await grace.approvals.approve(approval_id, alice.id)
         self_ok = True
-    except Exception:  # noqa: BLE001 - the refusal is what we show
+    except ApprovalError:
         self_ok = False
     n.check("alice cannot approve her own request", not self_ok)
-    await grace.approvals.approve(pending.approval_id, cast["bob"].id)
-    one = await grace.approvals.get(pending.approval_id)
+    await grace.approvals.approve(approval_id, cast["bob"].id)
+    one = await grace.approvals.get(approval_id)
     n.check("one approval is not a quorum", one is not None and str(one.state) == "pending")
-    await grace.approvals.approve(pending.approval_id, cast["carol"].id)
-    retry = await grace.gate.decide(
-        ActionRequest(
-            request_id="demo-rotate-keys",
-            principal=cast["alice"],
-            action="rotate_signing_keys",
-            resource="ledger",
-            context={"reason": "scheduled key rotation"},
-            declared_risk=RiskLevel.CRITICAL,
-            source="demo",
-            approval_id=pending.approval_id,
-        )
-    )
+    await grace.approvals.approve(approval_id, cast["carol"].id)
+    retry = await grace.gate.decide(_rotation(alice, "demo-rotate-keys", approval_id))
     n.check("bob and carol approve: the same request now passes, once", retry.allowed)
-    again = await grace.gate.decide(
-        ActionRequest(
-            request_id="demo-rotate-keys-again",
-            principal=cast["alice"],
-            action="rotate_signing_keys",
-            resource="ledger",
-            context={"reason": "scheduled key rotation"},
-            declared_risk=RiskLevel.CRITICAL,
-            source="demo",
-            approval_id=pending.approval_id,
-        )
-    )
+    again = await grace.gate.decide(_rotation(alice, "demo-rotate-keys-again", approval_id))
     n.check("the approval is single-use", not again.allowed)
 
 

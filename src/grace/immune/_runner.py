@@ -215,7 +215,7 @@ class Runner:
         if rollback is None:  # pragma: no cover - guarded by the caller
             return None
         self.stats.rollbacks += 1
-        await self._emit(
+        await self.emit(
             ROLLBACK_EVENT,
             incident,
             {
@@ -282,7 +282,7 @@ class Runner:
             await self._record(incident, step, "skipped", {**base, "reason": reason})
             return StepResult(status=StepStatus.SKIPPED, error=reason)
 
-        await self._emit(HEALING_ACTION_EVENT, incident, {**base, "action": str(step.action)})
+        await self.emit(HEALING_ACTION_EVENT, incident, {**base, "action": str(step.action)})
         decision = await self._decide(incident, step, {**base, "params": params})
         # A Decision is falsy when not allowed: compare with None, never test its truth.
         decision_facts = {
@@ -307,7 +307,7 @@ class Runner:
                 str(status),
                 {**base, **decision_facts, "reasons": reasons, "approval_id": approval_id},
             )
-            await self._emit(
+            await self.emit(
                 HEALING_FAILED_EVENT,
                 incident,
                 {
@@ -346,7 +346,7 @@ class Runner:
             self.stats.failed += 1
             error = str(e)
             await self._record(incident, step, "failed", {**base, **decision_facts, "error": error})
-            await self._emit(
+            await self.emit(
                 HEALING_FAILED_EVENT,
                 incident,
                 {**base, **decision_facts, "action": str(step.action), "error": error},
@@ -366,21 +366,21 @@ class Runner:
         if verification.verified is True:
             if counted:
                 self.stats.successes += 1
-            await self._trust_record(
+            await self.record_trust(
                 incident.resource, Evidence.VERIFICATION_PASS, verification.detail
             )
             status = StepStatus.VERIFIED
         elif verification.verified is None:
             status = StepStatus.UNVERIFIED
         else:
-            await self._trust_record(
+            await self.record_trust(
                 incident.resource, Evidence.VERIFICATION_FAIL, verification.detail
             )
             status = StepStatus.NOT_VERIFIED
         event = (
             HEALING_FAILED_EVENT if status is StepStatus.NOT_VERIFIED else HEALING_EXECUTED_EVENT
         )
-        await self._emit(
+        await self.emit(
             event,
             incident,
             {
@@ -464,7 +464,8 @@ class Runner:
             },
         )
 
-    async def _emit(self, event_type: str, incident: Incident, payload: Mapping[str, Any]) -> None:
+    async def emit(self, event_type: str, incident: Incident, payload: Mapping[str, Any]) -> None:
+        """Announce ``event_type`` about ``incident`` (best effort: the ledger is the record)."""
         if self._events is None:
             return
         try:
@@ -483,7 +484,8 @@ class Runner:
         except Exception as e:  # noqa: BLE001 - events are news; the ledger is the record
             log.warning("immune_event_failed", event_type=event_type, error=repr(e))
 
-    async def _trust_record(self, subject: str, evidence: Evidence, reason: str) -> None:
+    async def record_trust(self, subject: str, evidence: Evidence, reason: str) -> None:
+        """Feed ``evidence`` about ``subject`` to the trust store (advisory: never fatal)."""
         if self._trust is None:
             return
         try:

@@ -137,8 +137,6 @@ class ImmuneKernel:
         self.budget = HealingBudget(self.settings.budget)
         self._ledger = ledger
         self._clock = clock
-        self._events = events
-        self._trust = trust
         self._escalator = escalator
         self._runner = Runner(
             governance=governance,
@@ -258,7 +256,9 @@ class ImmuneKernel:
         # Announcing and trust run off the handler: the mesh calls this handler from its
         # own workers, which must never wait on the mesh's queue themselves.
         self._spawn(
-            self._trust_record(anomaly.resource, Evidence.ANOMALY, str(anomaly.anomaly_type)),
+            self._runner.record_trust(
+                anomaly.resource, Evidence.ANOMALY, str(anomaly.anomaly_type)
+            ),
             f"immune-trust:{incident.incident_id}",
         )
         self._spawn(
@@ -293,7 +293,7 @@ class ImmuneKernel:
         incident = self.incidents.get(incident_id)
         if incident is None:
             return
-        await self._emit(
+        await self._runner.emit(
             ANOMALY_EVENT,
             incident,
             {"source": anomaly.source, "score": anomaly.score, "details": dict(anomaly.details)},
@@ -369,11 +369,15 @@ class ImmuneKernel:
 
     async def _finish_run(self, incident: Incident, outcome: RunOutcome) -> None:
         if outcome.healed:
-            await self._trust_record(incident.resource, Evidence.HEALING_SUCCESS, outcome.reason)
+            await self._runner.record_trust(
+                incident.resource, Evidence.HEALING_SUCCESS, outcome.reason
+            )
             await self._resolve(incident, outcome.reason)
             return
         if not outcome.blocked:  # a refusal by governance says nothing about the component
-            await self._trust_record(incident.resource, Evidence.HEALING_FAILURE, outcome.reason)
+            await self._runner.record_trust(
+                incident.resource, Evidence.HEALING_FAILURE, outcome.reason
+            )
         if outcome.escalated and not outcome.blocked:
             self._escalations += 1
             self.incidents.update(
@@ -475,33 +479,6 @@ class ImmuneKernel:
                 **({"reason": reason} if reason else {}),
             },
         )
-
-    async def _emit(self, event_type: str, incident: Incident, payload: Mapping[str, Any]) -> None:
-        if self._events is None:
-            return
-        try:
-            await self._events.emit(
-                event_type,
-                {
-                    "incident_id": incident.incident_id,
-                    "anomaly_id": incident.first_anomaly_id,
-                    "resource": incident.resource,
-                    "anomaly_type": str(incident.anomaly_type),
-                    "severity": str(incident.severity),
-                    **payload,
-                },
-                resource=incident.resource,
-            )
-        except Exception as e:  # noqa: BLE001 - events are news; the ledger is the record
-            log.warning("immune_event_failed", event_type=event_type, error=repr(e))
-
-    async def _trust_record(self, subject: str, evidence: Evidence, reason: str) -> None:
-        if self._trust is None:
-            return
-        try:
-            await self._trust.record(subject, evidence, reason=reason[:200])
-        except Exception as e:  # noqa: BLE001 - trust is advisory here; healing goes on
-            log.warning("immune_trust_failed", subject=subject, error=repr(e))
 
     # -- reporting -----------------------------------------------------------------------
 

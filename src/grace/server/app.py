@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from grace._version import __version__
 from grace.config import GraceSettings
 from grace.governance.middleware import GovernanceMiddleware
+from grace.server._roles import caller, requires
 from grace.server.audit_api import router as audit_router
 from grace.server.events_api import router as events_router
 from grace.server.governance_api import GovernanceServices
@@ -39,7 +40,7 @@ __all__ = ["RuntimeFactory", "create_app"]
 RuntimeFactory = Callable[[], Awaitable[tuple[GovernanceServices, Callable[[], Awaitable[None]]]]]
 """Starts what the app serves: returns the services (the runtime) and a stop coroutine."""
 
-ExtraRouters = Callable[[FastAPI], None]
+STATUS_ROLES: Final = frozenset({"operator", "auditor", "admin"})
 
 
 def _grace_runtime(settings: GraceSettings) -> RuntimeFactory:
@@ -122,9 +123,7 @@ def create_app(
     @app.get("/v1/me", tags=["ops"])
     async def me(request: Request) -> dict[str, Any]:
         """The verified principal making this request (id, kind, roles, autonomy tier)."""
-        principal = getattr(request.state, "principal", None)
-        if principal is None:  # pragma: no cover - the middleware sets it
-            raise HTTPException(401, "no verified principal")
+        principal = caller(request)
         return {
             "id": principal.id,
             "kind": str(principal.kind),
@@ -134,12 +133,8 @@ def create_app(
 
     @app.get("/v1/status", tags=["ops"])
     async def status(request: Request) -> dict[str, Any]:
-        """Every component's figures (needs one of the roles operator, auditor, admin)."""
-        principal = getattr(request.state, "principal", None)
-        if not set(getattr(principal, "roles", ())) & {"operator", "auditor", "admin"}:
-            raise HTTPException(
-                403, "status needs one of the roles ['admin', 'auditor', 'operator']"
-            )
+        """Every component's figures (needs one of :data:`STATUS_ROLES`)."""
+        requires(STATUS_ROLES)(request)
         stats = getattr(request.app.state.governance, "get_stats", None)
         if stats is None:
             raise HTTPException(404, "this runtime reports no status")

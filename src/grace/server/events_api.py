@@ -22,10 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from grace.errors import EventError, MeshError
 from grace.governance.model import Principal
 from grace.mesh import Publisher, TriggerEvent, TriggerMesh, validate_pattern
+from grace.server._roles import READ_ROLES, requires
 
 __all__ = ["STREAM_ROLES", "router"]
 
-STREAM_ROLES: Final = frozenset({"operator", "auditor", "admin", "approver"})
+STREAM_ROLES: Final = READ_ROLES
 """Who may watch the live event stream (events can say a lot about the system)."""
 _STREAM_BUFFER: Final = 1000
 _KEEPALIVE_S: Final = 15.0
@@ -97,8 +98,7 @@ async def stream_events(
     principal = getattr(request.state, "principal", None)
     if not isinstance(mesh, TriggerMesh) or not isinstance(principal, Principal):
         raise HTTPException(503, "the event stream is not available")
-    if not principal.roles & STREAM_ROLES:
-        raise HTTPException(403, f"the event stream needs one of the roles {sorted(STREAM_ROLES)}")
+    requires(STREAM_ROLES)(request)
     try:
         validate_pattern(pattern)
     except MeshError as e:

@@ -17,13 +17,12 @@ from grace.errors import ImmuneError
 from grace.governance.model import Principal
 from grace.immune import ImmuneKernel, Incident, IngressControls
 from grace.ledger import Ledger
+from grace.server._roles import READ_ROLES, WRITE_ROLES, requires
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/immune", tags=["immune"])
 
-READ_ROLES: Final = frozenset({"operator", "auditor", "admin", "approver"})
-WRITE_ROLES: Final = frozenset({"operator", "admin"})
 _TIMELINE_SCAN: Final = 2000
 """How many recent ``avn`` ledger entries the timelines are read from."""
 
@@ -39,21 +38,8 @@ def _kernel(request: Request) -> ImmuneKernel:
     return kernel
 
 
-def _caller(request: Request, roles: frozenset[str]) -> Principal:
-    principal = getattr(request.state, "principal", None)
-    if not isinstance(principal, Principal):  # pragma: no cover - the middleware sets it
-        raise HTTPException(401, "no verified principal")
-    if not principal.roles & roles:
-        raise HTTPException(403, f"this needs one of the roles {sorted(roles)}")
-    return principal
-
-
-def _reader(request: Request) -> Principal:
-    return _caller(request, READ_ROLES)
-
-
-def _writer(request: Request) -> Principal:
-    return _caller(request, WRITE_ROLES)
+_reader = requires(READ_ROLES)
+_writer = requires(WRITE_ROLES)
 
 
 Kernel = Annotated[ImmuneKernel, Depends(_kernel)]

@@ -7,21 +7,19 @@ the caller as actor.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from grace.errors import TrustError
 from grace.governance.model import Principal
+from grace.server._roles import READ_ROLES, WRITE_ROLES, requires
 from grace.trust import TrustStore
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/trust", tags=["trust"])
-
-READ_ROLES: Final = frozenset({"operator", "auditor", "admin", "approver"})
-WRITE_ROLES: Final = frozenset({"operator", "admin"})
 
 
 def _store(request: Request) -> TrustStore:
@@ -31,21 +29,8 @@ def _store(request: Request) -> TrustStore:
     return store
 
 
-def _caller(request: Request, roles: frozenset[str]) -> Principal:
-    principal = getattr(request.state, "principal", None)
-    if not isinstance(principal, Principal):  # pragma: no cover - the middleware sets it
-        raise HTTPException(401, "no verified principal")
-    if not principal.roles & roles:
-        raise HTTPException(403, f"this needs one of the roles {sorted(roles)}")
-    return principal
-
-
-def _reader(request: Request) -> Principal:
-    return _caller(request, READ_ROLES)
-
-
-def _writer(request: Request) -> Principal:
-    return _caller(request, WRITE_ROLES)
+_reader = requires(READ_ROLES)
+_writer = requires(WRITE_ROLES)
 
 
 Store = Annotated[TrustStore, Depends(_store)]
