@@ -12,7 +12,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -171,6 +178,12 @@ class HealthCheckSettings(BaseModel):
     degraded_latency_s: float | None = Field(default=1.0, gt=0)
     fail_after: int = Field(default=2, ge=1)
     recover_after: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> HealthCheckSettings:
+        if (self.url is None) == (self.tcp is None):
+            raise ValueError(f"health check {self.name!r} needs exactly one of url or tcp")
+        return self
 
 
 class ScrapeSettings(BaseModel):

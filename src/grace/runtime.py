@@ -544,7 +544,7 @@ class Grace:
                     timeout_s=check.timeout_s,
                     degraded_latency_s=check.degraded_latency_s,
                 )
-            else:
+            else:  # pragma: no cover - HealthCheckSettings requires exactly one of them
                 raise ValueError(f"health check {check.name!r} needs a url or a tcp address")
             self.health.add(
                 HealthCheck(

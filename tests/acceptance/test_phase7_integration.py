@@ -21,8 +21,9 @@ from grace.boot import BootState, ChunkStatus
 from grace.config import (
     GovernanceSettings,
     HealthCheckSettings,
+    ImmuneSettings,
     MeshSectionSettings,
-    MonitoringSettings,
+    ProcessSettings,
 )
 from grace.governance.model import EnforcementMode, Outcome
 from grace.ledger import Ledger
@@ -101,10 +102,16 @@ def test_the_seed_flags_are_read_from_the_environment(monkeypatch: pytest.Monkey
 async def test_a_broken_monitor_configuration_degrades_instead_of_aborting(
     tmp_path: Path,
 ) -> None:
-    """The monitors chunk may fail: Grace boots degraded, governance still serves."""
+    """The monitors chunk may fail (here: a supervised process that cannot start): Grace
+    boots degraded, governance still serves; a health check without a target is refused
+    when the settings are read."""
+    with pytest.raises(ValueError, match="needs exactly one of url or tcp"):
+        HealthCheckSettings(name="nowhere")
     settings = GraceSettings(
         data_dir=tmp_path,
-        monitoring=MonitoringSettings(health_checks=(HealthCheckSettings(name="nowhere"),)),
+        immune=ImmuneSettings(
+            processes=(ProcessSettings(name="ghost", argv=(str(tmp_path / "no-such-binary"),)),)
+        ),
         governance=GovernanceSettings(),
     )
     grace = await Grace.start(settings)
@@ -112,7 +119,7 @@ async def test_a_broken_monitor_configuration_degrades_instead_of_aborting(
         assert grace.boot_report.state is BootState.DEGRADED
         monitors = grace.boot_report.chunk("monitors")
         assert monitors.status is ChunkStatus.FAILED
-        assert "needs a url or a tcp address" in (monitors.error or "")
+        assert "no-such-binary" in (monitors.error or "")
         result = await grace.wiring.process_request(
             grace.wiring.system, "execute_task", "task:1", {"reason": "still governed"}
         )
