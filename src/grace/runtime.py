@@ -43,6 +43,7 @@ import structlog
 from grace.boot import BootChunk, BootOrchestrator, BootReport, HealthReport
 from grace.config import GraceSettings
 from grace.decision import CodeDeployer, TargetState, UnifiedDecisionEngine
+from grace.errors import GovernanceError
 from grace.governance.analyzers import analyze
 from grace.governance.approvals import ApprovalState, ApprovalStore
 from grace.governance.auth import Authenticator, JWTSettings
@@ -278,13 +279,36 @@ class Grace:
             audit=self.ledger,
         )
         self._closers.append(self.trust.close)
-        self.principals = PrincipalRegistry(data / "principals.db", clock=self.clock)
-        self._closers.append(self.principals.close)
-        self.approvals = ApprovalStore(
-            data / "governance.db", clock=self.clock, ttl_s=gov.approval_ttl_s, audit=self.ledger
-        )
-        self._closers.append(self.approvals.close)
-        self.decision_index = DecisionIndex(data / "governance.db")
+        if settings.database_url:
+            # Principals, keys and approvals are shared by every instance (ADR 0011); the
+            # decision index stays a per-instance cache that catches up from the shared ledger.
+            self.principals = await asyncio.to_thread(
+                PrincipalRegistry.open_postgres, settings.database_url, clock=self.clock
+            )
+            self._closers.append(self.principals.close)
+            self.approvals = await ApprovalStore.open_postgres(
+                settings.database_url, clock=self.clock, ttl_s=gov.approval_ttl_s, audit=self.ledger
+            )
+            self._closers.append(self.approvals.aclose)
+        else:
+            self.principals = PrincipalRegistry(data / "principals.db", clock=self.clock)
+            self._closers.append(self.principals.close)
+            self.approvals = ApprovalStore(
+                data / "governance.db",
+                clock=self.clock,
+                ttl_s=gov.approval_ttl_s,
+                audit=self.ledger,
+            )
+            self._closers.append(self.approvals.close)
+        if self.principals.get("grace") is None:
+            try:  # instances starting together on one database race to create it: one wins
+                self.principals.add(
+                    "grace", kind=PrincipalKind.SYSTEM, roles=["system"], autonomy_tier=3
+                )
+            except GovernanceError:
+                if self.principals.get("grace") is None:
+                    raise
+        self.decision_index = DecisionIndex(data / "governance.db", ledger=self.ledger)
         self._closers.append(self.decision_index.aclose)
         rebuilt = await self.decision_index.catch_up(self.ledger)
         if rebuilt:
@@ -376,9 +400,9 @@ class Grace:
             jwt_settings=jwt_settings,
             trusted_proxy_token_sha256=gov.trusted_proxy_token_sha256,
         )
-        system = self.principals.get("grace") or self.principals.add(
-            "grace", kind=PrincipalKind.SYSTEM, roles=["system"], autonomy_tier=3
-        )
+        system = self.principals.get("grace")
+        if system is None:  # pragma: no cover - the core chunk made sure it exists
+            raise GovernanceError("the system principal 'grace' is missing")
         self.wiring = GovernanceWiring(self.gate, system=system)
         self._build_immune()
         self.verification = VerificationEngine(

@@ -2,6 +2,13 @@
 
 Each row holds the decision as JSON and the ledger seq that proves it; ``GET
 /v1/decisions/{id}`` reads it here and callers can verify it against the ledger entry.
+
+The index is a per-instance cache of the ledger (ADR 0011): with several instances on one
+PostgreSQL ledger, each keeps its own SQLite index, fed by its own decisions and by
+:meth:`DecisionIndex.catch_up` from the shared ledger. ``catch_up`` scans from its own
+watermark (the ledger seq it last scanned to), not from the newest indexed row: another
+instance's decisions sit at lower seqs than this one's newest. An index given the ledger
+catches up on a miss, so a decision made on instance A is found on instance B.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     body TEXT NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS decisions_principal ON decisions(principal);
+CREATE TABLE IF NOT EXISTS decisions_scanned (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    ledger_seq INTEGER NOT NULL
+) STRICT;
 """
 
 
@@ -79,7 +90,7 @@ class DecisionIndex:
     rows not yet flushed are rebuilt from the ledger by :meth:`catch_up`.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, ledger: Ledger | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -94,6 +105,8 @@ class DecisionIndex:
         self._lock = asyncio.Lock()
         self._pending: dict[str, tuple[str, str, str, int | None, str]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._ledger = ledger
+        self._catching_up = asyncio.Lock()
 
     def close(self) -> None:
         """Close the database (call :meth:`flush` first to keep queued rows)."""
@@ -139,7 +152,20 @@ class DecisionIndex:
             self._conn.executemany("INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?)", rows)
 
     async def get(self, decision_id: str) -> dict[str, Any] | None:
-        """The decision as JSON, or None."""
+        """The decision as JSON, or None.
+
+        With a ledger, a miss first indexes what the ledger gained since the last scan
+        (decisions made by other instances), then looks again.
+        """
+        found = await self._lookup(decision_id)
+        if found is None and self._ledger is not None:
+            async with self._catching_up:
+                found = await self._lookup(decision_id)  # a concurrent miss may have caught up
+                if found is None and await self.catch_up(self._ledger):
+                    found = await self._lookup(decision_id)
+        return found
+
+    async def _lookup(self, decision_id: str) -> dict[str, Any] | None:
         queued = self._pending.get(decision_id)
         if queued is not None:
             return dict(orjson.loads(queued[4]))
@@ -152,28 +178,43 @@ class DecisionIndex:
         return None if row is None else dict(orjson.loads(row[0]))
 
     async def catch_up(self, ledger: Ledger, *, page: int = 1000) -> int:
-        """Index the ledger's decisions after the last indexed one; returns how many.
+        """Index the ledger's decisions after the last scanned seq; returns how many rows.
 
-        The index trails the ledger by at most one unflushed batch; this closes the gap
-        after a crash. Rebuilt rows carry what the ledger entry holds (reasons as messages
-        with the violated policy ids) and ``"rebuilt_from_ledger": true``.
+        The index trails the ledger by at most one unflushed batch (and, with several
+        instances, by the others' decisions); this closes the gap. Rebuilt rows carry what
+        the ledger entry holds (reasons as messages with the violated policy ids) and
+        ``"rebuilt_from_ledger": true``; a row this instance recorded itself is kept.
         """
         async with self._lock:
-            row = await asyncio.to_thread(
-                lambda: self._conn.execute("SELECT MAX(receipt_seq) FROM decisions").fetchone()
-            )
-        after = int(row[0] or 0)
+            after = await asyncio.to_thread(self._scanned)
         count = 0
         while True:
             entries = await ledger.query(after=after, subsystem="governance", limit=page)
             rows = [r for r in map(_row_from_entry, entries.entries) if r is not None]
-            if rows:
-                async with self._lock:
-                    await asyncio.to_thread(self._write, rows)
-                count += len(rows)
+            last = entries.entries[-1].seq if entries.entries else after
+            async with self._lock:
+                await asyncio.to_thread(self._write_scanned, rows, max(after, last))
+            count += len(rows)
             if entries.next_after is None:
                 return count
             after = entries.next_after
+
+    def _scanned(self) -> int:
+        row = self._conn.execute("SELECT ledger_seq FROM decisions_scanned").fetchone()
+        if row is None:
+            # An index from before the watermark: one instance wrote every row in seq order.
+            row = self._conn.execute("SELECT MAX(receipt_seq) FROM decisions").fetchone()
+        return int(row[0] or 0)
+
+    def _write_scanned(self, rows: list[tuple[str, str, str, int | None, str]], seq: int) -> None:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany("INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?)", rows)
+            self._conn.execute(
+                "INSERT INTO decisions_scanned (id, ledger_seq) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET ledger_seq = MAX(ledger_seq, excluded.ledger_seq)",
+                (seq,),
+            )
 
 
 def _row_from_entry(entry: Entry) -> tuple[str, str, str, int | None, str] | None:
