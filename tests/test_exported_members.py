@@ -92,6 +92,10 @@ PACKAGES = {
         "create_detector",
     ],
     "grace.immune": [
+        "InMemoryLeaseStore",
+        "LeaseStore",
+        "PostgresLeaseStore",
+        "incident_lease_key",
         "ActionContext",
         "Admission",
         "Admitted",

@@ -152,6 +152,11 @@ class ImmuneSettings(BaseModel):
     budget_max_runs: int = Field(default=3, ge=1)
     budget_window_s: float = Field(default=3600.0, gt=0)
     budget_cooldown_s: float = Field(default=1800.0, ge=0)
+    lease_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an incident's healing lease lives unless renewed (ADR 0012).",
+    )
     processes: tuple[ProcessSettings, ...] = ()
     restart_commands: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Resource -> argv restarting it (no shell)."

@@ -76,6 +76,7 @@ from grace.immune import (
     create_detector,
     load_playbooks,
 )
+from grace.immune.leases import InMemoryLeaseStore, LeaseStore, PostgresLeaseStore
 from grace.ledger import Ledger
 from grace.mesh import (
     MeshSettings,
@@ -141,6 +142,7 @@ class Grace:
         self.immune = None
         self._data_abs = os.path.abspath(settings.data_dir)
         self._http: httpx.AsyncClient | None = None
+        self._leases: LeaseStore | None = None
         self._monitor_tasks: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Any] = []
@@ -404,6 +406,13 @@ class Grace:
         if system is None:  # pragma: no cover - the core chunk made sure it exists
             raise GovernanceError("the system principal 'grace' is missing")
         self.wiring = GovernanceWiring(self.gate, system=system)
+        # One healing run per incident across instances: the lease lives in PostgreSQL when
+        # the deployment shares one (ADR 0012), in memory otherwise.
+        self._leases = (
+            await PostgresLeaseStore.open(settings.database_url)
+            if settings.database_url
+            else InMemoryLeaseStore(self.clock)
+        )
         self._build_immune()
         self.verification = VerificationEngine(
             clock=self.clock,
@@ -499,7 +508,9 @@ class Grace:
             escalator=escalator,
             events=kernel_events,
             trust=self.trust,
+            leases=self._leases,
             settings=KernelSettings(
+                lease_ttl_s=imm.lease_ttl_s,
                 dedup_window_s=imm.dedup_window_s,
                 budget=BudgetSettings(
                     max_runs=imm.budget_max_runs,
@@ -537,6 +548,8 @@ class Grace:
         # Also the undo of a failed attempt: stop only what was built.
         if self.immune is not None:
             await self.immune.stop()
+        if isinstance(self._leases, PostgresLeaseStore):
+            await self._leases.close()
         if hasattr(self, "supervisor"):
             await self.supervisor.stop_all()
         if self._http is not None:

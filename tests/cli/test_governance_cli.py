@@ -206,3 +206,21 @@ def test_policy_explain_names_the_deciding_policy(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "outcome: requires_approval" in done.stdout
     assert "[gradual_escalation]" in done.stdout
+
+
+def test_principals_keys_and_approvals_on_postgresql(tmp_path: Path, pg_dsn: str) -> None:
+    """With --database-url the registry and approvals are the shared PostgreSQL ones."""
+    db = ("--database-url", pg_dsn)
+    added = grace("principals", "add", "pat", "--kind", "human", "--role", "approver", *db,
+                  cwd=tmp_path)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    key = grace("keys", "create", "-p", "pat", *db, cwd=tmp_path)
+    assert key.returncode == 0, key.stderr
+    assert key.stdout.startswith("grace_")
+    listed = grace("principals", "list", *db, cwd=tmp_path)
+    assert "pat" in listed.stdout
+    assert not (tmp_path / ".grace" / "principals.db").exists()
+    approvals = grace("approvals", "list", *db, cwd=tmp_path)
+    assert approvals.returncode == 0, approvals.stderr
+    key_id = key.stdout.strip().split("_")[1]
+    assert grace("keys", "revoke", key_id, *db, cwd=tmp_path).returncode == 0

@@ -33,6 +33,7 @@ from grace.immune.executors import (
 )
 from grace.immune.intake import anomaly_from_event
 from grace.immune.kernel import ImmuneKernel, KernelSettings
+from grace.immune.leases import LeaseStore
 from grace.immune.playbooks import parse_playbooks
 from grace.immune.taxonomy import Anomaly, AnomalyType, IncidentState, Severity
 from grace.immune.verify import Verifier
@@ -149,9 +150,12 @@ async def harness(
     trust: float = 0.9,
     settings: KernelSettings | None = None,
     callables: Callables | None = None,
+    leases: LeaseStore | None = None,
+    holder: str | None = None,
+    clock: FakeClock | None = None,
 ) -> AsyncIterator[Harness]:
     """A kernel over a real gate and ledger, fake time and fake health."""
-    clock = FakeClock()
+    clock = clock or FakeClock()
     async with await Ledger.open(tmp_path / "ledger", clock=clock) as ledger:
         approvals = ApprovalStore(tmp_path / "approvals.db", clock=clock, audit=ledger)
         gate = Gate(
@@ -194,6 +198,8 @@ async def harness(
             escalator=escalator,
             events=events,
             settings=settings,
+            leases=leases,
+            holder=holder,
         )
         try:
             yield Harness(kernel, ledger, clock, events, health, controls, approvals, calls)

@@ -11,7 +11,14 @@ import typer
 
 from grace.config import GraceSettings
 
-__all__ = ["DataDirOption", "data_dir_of", "run", "settings_of"]
+__all__ = [
+    "DataDirOption",
+    "DatabaseUrlOption",
+    "data_dir_of",
+    "database_url_of",
+    "run",
+    "settings_of",
+]
 
 _T = TypeVar("_T")
 
@@ -24,6 +31,22 @@ DataDirOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="The PostgreSQL database of a scaled-out deployment (postgresql://…; default: "
+        "GRACE_DATABASE_URL); the ledger is checked with the key in DATA_DIR/ledger.key.",
+        show_default=False,
+    ),
+]
+
+
+def database_url_of(ctx: typer.Context, option: str | None) -> str | None:
+    """``--database-url`` if given, else the settings' ``database_url`` (None: SQLite)."""
+    return option or settings_of(ctx).database_url
 
 
 def settings_of(ctx: typer.Context) -> GraceSettings:

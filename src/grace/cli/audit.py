@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from grace.cli._common import DataDirOption, data_dir_of, run, settings_of
+from grace.cli._common import DatabaseUrlOption, DataDirOption, data_dir_of, run, settings_of
 from grace.errors import LedgerLocked, ProofError
 from grace.ledger import Entry, Ledger, ProofBundle, load_verifier, verify_bundle
 from grace.ledger.ledger import KEY_FILE
@@ -31,17 +31,6 @@ PublicKeyOption = Annotated[
         "--public-key",
         "-k",
         help="Public key to check checkpoints with: a file or the text itself (vkey or PEM).",
-    ),
-]
-
-
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="The PostgreSQL ledger (postgresql://…; default: GRACE_DATABASE_URL), checked "
-        "with the key in DATA_DIR/ledger.key unless --public-key is given.",
-        show_default=False,
     ),
 ]
 

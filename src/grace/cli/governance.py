@@ -10,7 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from grace.cli._common import DataDirOption, data_dir_of, run, settings_of
+from grace.cli._common import (
+    DatabaseUrlOption,
+    DataDirOption,
+    data_dir_of,
+    database_url_of,
+    run,
+    settings_of,
+)
 from grace.errors import ApprovalError, LedgerLocked
 from grace.governance.approvals import ApprovalState, ApprovalStore
 from grace.governance.constitution import Constitution
@@ -30,8 +37,22 @@ policy_app = typer.Typer(help="Check the constitution (Cedar policies).", no_arg
 out = Console(highlight=False)
 
 
-def _registry(ctx: typer.Context, data_dir: Path | None) -> PrincipalRegistry:
+def _registry(
+    ctx: typer.Context, data_dir: Path | None, database_url: str | None
+) -> PrincipalRegistry:
+    url = database_url_of(ctx, database_url)
+    if url:
+        return PrincipalRegistry.open_postgres(url, clock=SystemClock())
     return PrincipalRegistry(data_dir_of(ctx, data_dir) / "principals.db", clock=SystemClock())
+
+
+async def _approvals(
+    ctx: typer.Context, path: Path, database_url: str | None, audit: Ledger | None = None
+) -> ApprovalStore:
+    url = database_url_of(ctx, database_url)
+    if url:
+        return await ApprovalStore.open_postgres(url, clock=SystemClock(), audit=audit)
+    return ApprovalStore(path / "governance.db", clock=SystemClock(), audit=audit)
 
 
 @principals_app.command("add")
@@ -44,9 +65,10 @@ def principals_add(
     ] = None,
     tier: Annotated[int, typer.Option(min=0, max=3, help="Autonomy tier (agents).")] = 0,
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Register a principal."""
-    registry = _registry(ctx, data_dir)
+    registry = _registry(ctx, data_dir, database_url)
     try:
         p = registry.add(principal_id, kind=kind, roles=role or [], autonomy_tier=tier)
     finally:
@@ -55,9 +77,11 @@ def principals_add(
 
 
 @principals_app.command("list")
-def principals_list(ctx: typer.Context, data_dir: DataDirOption = None) -> None:
+def principals_list(
+    ctx: typer.Context, data_dir: DataDirOption = None, database_url: DatabaseUrlOption = None
+) -> None:
     """Show the registered principals."""
-    registry = _registry(ctx, data_dir)
+    registry = _registry(ctx, data_dir, database_url)
     try:
         table = Table("id", "kind", "roles", "tier", "keys")
         for p in registry.all():
@@ -76,9 +100,10 @@ def keys_create(
     ctx: typer.Context,
     principal: Annotated[str, typer.Option("--principal", "-p", help="Whose key.")],
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Create an API key and print it — this is the only time it is shown."""
-    registry = _registry(ctx, data_dir)
+    registry = _registry(ctx, data_dir, database_url)
     try:
         key = registry.create_key(principal)
     finally:
@@ -92,9 +117,10 @@ def keys_revoke(
     ctx: typer.Context,
     key_id: Annotated[str, typer.Argument(help="The id part of grace_<id>_<secret>.")],
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Revoke an API key."""
-    registry = _registry(ctx, data_dir)
+    registry = _registry(ctx, data_dir, database_url)
     try:
         revoked = registry.revoke_key(key_id)
     finally:
@@ -112,33 +138,40 @@ def approvals_list(
         ApprovalState | None, typer.Option(help="Only this state.")
     ] = ApprovalState.PENDING,
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Show approval requests (pending ones by default)."""
-    store = ApprovalStore(data_dir_of(ctx, data_dir) / "governance.db", clock=SystemClock())
 
     async def go() -> Table:
-        table = Table("id", "state", "requester", "action", "resource", "votes", "expires")
-        for a in await store.find(state=state):
-            table.add_row(
-                a.id,
-                str(a.state),
-                a.requester,
-                a.action,
-                a.resource,
-                f"{len(a.approvers)}/{a.quorum}",
-                a.expires_at.strftime("%Y-%m-%d %H:%M"),
-            )
-        return table
+        store = await _approvals(ctx, data_dir_of(ctx, data_dir), database_url)
+        try:
+            return await _table(store, state)
+        finally:
+            await store.aclose()
 
-    try:
-        out.print(run(go()))
-    finally:
-        store.close()
+    out.print(run(go()))
+
+
+async def _table(store: ApprovalStore, state: ApprovalState | None) -> Table:
+    """The approval requests in ``state`` (all when None) as a table."""
+    table = Table("id", "state", "requester", "action", "resource", "votes", "expires")
+    for a in await store.find(state=state):
+        table.add_row(
+            a.id,
+            str(a.state),
+            a.requester,
+            a.action,
+            a.resource,
+            f"{len(a.approvers)}/{a.quorum}",
+            a.expires_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    return table
 
 
 def _decide(
     ctx: typer.Context,
     data_dir: Path | None,
+    database_url: str | None,
     approval_id: str,
     approver: str,
     approve: bool,
@@ -146,7 +179,8 @@ def _decide(
 ) -> None:
     settings = settings_of(ctx)
     path = data_dir_of(ctx, data_dir)
-    registry = PrincipalRegistry(path / "principals.db", clock=SystemClock())
+    url = database_url_of(ctx, database_url)
+    registry = _registry(ctx, data_dir, database_url)
     try:
         principal = registry.get(approver)
     finally:
@@ -157,14 +191,18 @@ def _decide(
 
     async def go() -> str:
         try:
-            ledger = await Ledger.open(path, config=settings.ledger.to_config())
+            ledger = await Ledger.open_url(
+                url or f"sqlite:{path}",
+                key_file=path / "ledger.key",
+                config=settings.ledger.to_config(),
+            )
         except LedgerLocked as e:
             raise ApprovalError(
                 f"{e}. While the server runs, decide through its API: "
                 f"POST /v1/approvals/{approval_id}/{'approve' if approve else 'reject'} "
                 "with the approver's API key"
             ) from e
-        store = ApprovalStore(path / "governance.db", clock=SystemClock(), audit=ledger)
+        store = await _approvals(ctx, path, database_url, audit=ledger)
         try:
             if approve:
                 result = await store.approve(approval_id, approver, comment=comment)
@@ -174,7 +212,7 @@ def _decide(
                 f"{result.id}: {result.state} ({len(result.approvers)}/{result.quorum} approvals)"
             )
         finally:
-            store.close()
+            await store.aclose()
             await ledger.close()
 
     out.print(asyncio.run(go()))
@@ -187,9 +225,10 @@ def approvals_approve(
     approver: Annotated[str, typer.Option("--as", help="The approving principal (approver role).")],
     comment: Annotated[str, typer.Option(help="Why.")] = "",
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Approve a request (recorded in the ledger; never your own)."""
-    _decide(ctx, data_dir, approval_id, approver, True, comment)
+    _decide(ctx, data_dir, database_url, approval_id, approver, True, comment)
 
 
 @approvals_app.command("reject")
@@ -199,9 +238,10 @@ def approvals_reject(
     approver: Annotated[str, typer.Option("--as", help="The rejecting principal (approver role).")],
     comment: Annotated[str, typer.Option(help="Why.")] = "",
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Reject a request (recorded in the ledger)."""
-    _decide(ctx, data_dir, approval_id, approver, False, comment)
+    _decide(ctx, data_dir, database_url, approval_id, approver, False, comment)
 
 
 @policy_app.command("validate")

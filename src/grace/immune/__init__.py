@@ -34,6 +34,12 @@ from grace.immune.kernel import (
     KernelSettings,
     TrustRecorder,
 )
+from grace.immune.leases import (
+    InMemoryLeaseStore,
+    LeaseStore,
+    PostgresLeaseStore,
+    incident_lease_key,
+)
 from grace.immune.playbooks import (
     Match,
     OnFailure,
@@ -84,11 +90,13 @@ __all__ = [
     "HealthProber",
     "HttpWebhookExecutor",
     "ImmuneKernel",
+    "InMemoryLeaseStore",
     "Incident",
     "IncidentBook",
     "IncidentState",
     "IngressControls",
     "KernelSettings",
+    "LeaseStore",
     "Match",
     "MetricWatch",
     "OnFailure",
@@ -96,6 +104,7 @@ __all__ = [
     "Playbook",
     "PlaybookSet",
     "PlaybookStep",
+    "PostgresLeaseStore",
     "ProcessSpec",
     "ProcessStatus",
     "ProcessSupervisor",
@@ -114,6 +123,7 @@ __all__ = [
     "VerifyKind",
     "available_detectors",
     "create_detector",
+    "incident_lease_key",
     "load_playbooks",
     "parse_playbooks",
 ]

@@ -11,6 +11,12 @@ Flow for every anomaly (``anomaly.detected``, ``security.event``, or :meth:`repo
    playbook, unless its cooldown or ``max_attempts`` forbid; then the resource's healing
    **budget** (breaker open ⇒ escalate, no action); then the playbook's steps under
    governance (see :mod:`grace.immune._runner`);
+   Before any step the kernel claims the incident's **lease** (``resource`` + type) in the
+   lease store, renews it while the run lasts and releases it after (ADR 0012): when
+   several instances opened the same incident, one heals; the others record that the
+   incident is healed elsewhere and retry the claim on their next alert for it (so a
+   crashed holder's expired lease is taken over). A failing lease store means no
+   healing: the incident is escalated (fail closed);
 4. **outcome** — healed ⇒ the incident is resolved (time to recovery counted), trust
    records a healing success; otherwise it is escalated (ledger + ``avn.escalated``) and
    trust records a failure.
@@ -26,7 +32,11 @@ executed (with the decision's seq) → verify → incident_resolved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
+import os
+import secrets
+import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +51,7 @@ from grace.immune.escalation import Escalator, EventSink
 from grace.immune.executors import ExecutorRegistry
 from grace.immune.incidents import Admission, IncidentBook
 from grace.immune.intake import anomaly_from_event, security_anomaly_from_event
+from grace.immune.leases import InMemoryLeaseStore, LeaseStore, incident_lease_key
 from grace.immune.playbooks import PlaybookSet
 from grace.immune.taxonomy import Anomaly, Incident, IncidentState, Severity
 from grace.immune.verify import Verifier
@@ -100,10 +111,14 @@ class KernelSettings:
     """The most disruptive step (0 … 5+) an incident of each severity may run."""
     max_concurrent_runs: int = 16
     """Healing runs under way at once, across resources (one per resource at a time)."""
+    lease_ttl_s: float = 30.0
+    """How long an incident lease lives unless renewed (renewed every third of it)."""
 
     def __post_init__(self) -> None:
         if self.dedup_window_s <= 0 or self.max_concurrent_runs < 1:
             raise ValueError("dedup_window_s must be positive, max_concurrent_runs >= 1")
+        if not self.lease_ttl_s > 0:
+            raise ValueError(f"lease_ttl_s must be positive, got {self.lease_ttl_s!r}")
         missing = set(Severity) - set(self.disruption_allowance)
         if missing:
             raise ValueError(f"disruption_allowance misses {sorted(missing)}")
@@ -125,8 +140,13 @@ class ImmuneKernel:
         events: EventSink | None = None,
         trust: TrustRecorder | None = None,
         settings: KernelSettings | None = None,
+        leases: LeaseStore | None = None,
+        holder: str | None = None,
     ) -> None:
         self.settings = settings or KernelSettings()
+        self.leases: LeaseStore = leases if leases is not None else InMemoryLeaseStore(clock)
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        """This instance's name in the lease store (unique per process)."""
         playbooks.check_executors(executors.names())
         self.playbooks = playbooks
         self.incidents = IncidentBook(
@@ -164,6 +184,11 @@ class ImmuneKernel:
         self._unhandled = 0
         self._recovery_total_s = 0.0
         self._recovery_count = 0
+        self._elsewhere: set[str] = set()
+        """Incidents whose lease another instance held at our last claim."""
+        self._healing_elsewhere = 0
+        self._lease_errors = 0
+        self._leases_lost = 0
 
     # -- wiring and lifecycle ------------------------------------------------------------
 
@@ -217,12 +242,19 @@ class ImmuneKernel:
         self._anomalies += 1
         incident = admitted.incident
         if admitted.expired is not None:
+            self._elsewhere.discard(admitted.expired.incident_id)
             await self._record_incident(admitted.expired, "incident_closed")
         if admitted.admission is Admission.HELD:
             self._held += 1
             return incident
         if admitted.admission is Admission.MERGED:
             self._merged += 1
+            if incident.incident_id in self._elsewhere and not self._stopping:
+                # Another instance held the lease; this alert says the problem persists,
+                # so try again (a crashed holder's lease has expired by now, or not).
+                self._spawn(
+                    self._heal(incident.incident_id, None), f"immune-heal:{incident.incident_id}"
+                )
             return incident
         try:
             await log_anomaly_detected(
@@ -289,19 +321,25 @@ class ImmuneKernel:
 
     # -- healing -------------------------------------------------------------------------
 
-    async def _heal(self, incident_id: str, anomaly: Anomaly) -> None:
+    async def _heal(self, incident_id: str, anomaly: Anomaly | None) -> None:
+        """Heal an incident; ``anomaly`` is announced first (None: a retry of the claim)."""
         incident = self.incidents.get(incident_id)
         if incident is None:
             return
-        await self._runner.emit(
-            ANOMALY_EVENT,
-            incident,
-            {"source": anomaly.source, "score": anomaly.score, "details": dict(anomaly.details)},
-        )
+        if anomaly is not None:
+            await self._runner.emit(
+                ANOMALY_EVENT,
+                incident,
+                {
+                    "source": anomaly.source,
+                    "score": anomaly.score,
+                    "details": dict(anomaly.details),
+                },
+            )
         lock = self._locks.setdefault(incident.resource, asyncio.Lock())
         try:
             async with lock, self._slots:
-                await self._heal_locked(incident_id)
+                await self._heal_leased(incident_id)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -314,6 +352,88 @@ class ImmuneKernel:
                 i.resource == incident.resource for i in self.incidents.active()
             ):
                 self._locks.pop(incident.resource, None)
+
+    async def _heal_leased(self, incident_id: str) -> None:
+        """Claim the incident's lease, run under it (renewed), release it."""
+        incident = self.incidents.get(incident_id)
+        if incident is None or incident.state is not IncidentState.OPEN:
+            return
+        key = incident_lease_key(incident.resource, str(incident.anomaly_type))
+        ttl = self.settings.lease_ttl_s
+        try:
+            claimed = await self.leases.claim(key, self.holder, ttl)
+        except Exception as e:  # noqa: BLE001 - no proof of exclusivity ⇒ no healing
+            self._lease_errors += 1
+            self._elsewhere.discard(incident_id)
+            log.warning("immune_lease_error", incident=incident_id, error=repr(e))
+            await self._escalate(
+                incident, f"the incident lease could not be claimed, nothing was healed: {e}"
+            )
+            return
+        if not claimed:
+            if incident_id not in self._elsewhere:
+                self._elsewhere.add(incident_id)
+                self._healing_elsewhere += 1
+                await self._record_incident(
+                    incident,
+                    "incident_healing_elsewhere",
+                    reason=f"another instance holds the lease {key!r}",
+                )
+            return
+        self._elsewhere.discard(incident_id)
+        lost: list[str] = []
+        run = asyncio.create_task(self._heal_locked(incident_id), name=f"immune-run:{key}")
+        keeper = asyncio.create_task(self._keep_lease(key, run, lost), name=f"immune-lease:{key}")
+        try:
+            await run
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not lost or (task is not None and task.cancelling()):
+                raise
+            await self._lease_lost(incident_id, key, lost[0])
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            if not lost:
+                try:
+                    await self.leases.release(key, self.holder)
+                except Exception as e:  # noqa: BLE001 - the lease then simply expires
+                    log.warning("immune_lease_release_failed", lease=key, error=repr(e))
+
+    async def _keep_lease(self, key: str, run: asyncio.Task[None], lost: list[str]) -> None:
+        """Renew the lease every third of its ttl; stop the run once it cannot be proven."""
+        ttl = self.settings.lease_ttl_s
+        loop = asyncio.get_running_loop()
+        # Local monotonic time: how long the last renewal we saw succeed can be trusted.
+        deadline = loop.time() + ttl
+        while True:
+            await asyncio.sleep(ttl / 3)
+            sent = loop.time()
+            try:
+                renewed = await self.leases.renew(key, self.holder, ttl)
+            except Exception as e:  # noqa: BLE001 - retried until the lease may have expired
+                log.warning("immune_lease_renew_failed", lease=key, error=repr(e))
+                if loop.time() < deadline:
+                    continue
+                lost.append(f"the lease {key!r} could not be renewed within its ttl: {e}")
+                run.cancel()
+                return
+            if not renewed:
+                lost.append(f"another instance took the lease {key!r} over")
+                run.cancel()
+                return
+            deadline = sent + ttl
+
+    async def _lease_lost(self, incident_id: str, key: str, reason: str) -> None:
+        """The run was stopped because this instance no longer holds the incident's lease."""
+        self._leases_lost += 1
+        log.warning("immune_lease_lost", incident=incident_id, lease=key, reason=reason)
+        current = self.incidents.get(incident_id)
+        if current is None or not current.state.active:
+            return
+        self._elsewhere.add(incident_id)
+        await self._record_incident(current, "incident_lease_lost", reason=reason)
 
     async def _heal_locked(self, incident_id: str) -> None:
         incident = self.incidents.get(incident_id)
@@ -390,6 +510,7 @@ class ImmuneKernel:
         await self._escalate(incident, outcome.reason, approval_id=outcome.approval_id)
 
     async def _resolve(self, incident: Incident, reason: str) -> None:
+        self._elsewhere.discard(incident.incident_id)
         done = self.incidents.finish(
             incident.incident_id, IncidentState.RESOLVED, now=self._clock.now(), reason=reason
         )
@@ -441,6 +562,7 @@ class ImmuneKernel:
             raise ImmuneError(f"no active incident {incident_id!r}")
         if current.state is IncidentState.HEALING:
             raise ImmuneError(f"incident {incident_id} is being healed; close it afterwards")
+        self._elsewhere.discard(incident_id)
         done = self.incidents.finish(
             incident_id, IncidentState.CLOSED, now=self._clock.now(), reason=reason
         )
@@ -510,4 +632,7 @@ class ImmuneKernel:
             "events_rejected": sum(self._rejected.values()),
             "events_rejected_by_reason": dict(self._rejected),
             "actions": dict(run.by_action),
+            "healing_elsewhere": self._healing_elsewhere,
+            "lease_errors": self._lease_errors,
+            "leases_lost": self._leases_lost,
         }
