@@ -73,7 +73,7 @@ def boot(
     ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
-    """The Guardian boot: ``--plan`` shows the chunks in boot order (nothing starts)."""
+    """The Guardian boot: --plan shows the chunks in boot order (nothing starts)."""
     from grace.runtime import Grace
 
     if not plan:
