@@ -274,12 +274,21 @@ class Grace:
         )
         self._closers.append(self.ledger.close)
         self.boot.set_audit(self.ledger)
-        self.trust = await TrustStore.open(
-            data / "trust.db",
-            config=settings.trust.to_config(),
-            clock=self.clock,
-            audit=self.ledger,
-        )
+        if settings.database_url:
+            # Reputation shared by every instance (ADR 0013): reads from a NOTIFY-fed snapshot.
+            self.trust = await TrustStore.open_postgres(
+                settings.database_url,
+                config=settings.trust.to_config(),
+                clock=self.clock,
+                audit=self.ledger,
+            )
+        else:
+            self.trust = await TrustStore.open(
+                data / "trust.db",
+                config=settings.trust.to_config(),
+                clock=self.clock,
+                audit=self.ledger,
+            )
         self._closers.append(self.trust.close)
         if settings.database_url:
             # Principals, keys and approvals are shared by every instance (ADR 0011); the

@@ -1,4 +1,5 @@
-"""The trust store on real SQLite files and a real ledger: durable, audited, serialised."""
+"""The trust store on each backend (a real SQLite file, a real PostgreSQL schema) and a real
+ledger: durable, audited, serialised."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import contextlib
 import itertools
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from grace.errors import TrustError
@@ -30,16 +33,59 @@ async def ledger(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Ledger]:
         yield opened
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backend:
+    """Where a test's trust stores keep their subjects: one SQLite file or one PG schema."""
+
+    db: Path
+    dsn: str | None
+
+    async def open(
+        self, *, config: TrustConfig = CONFIG, clock: FakeClock, audit: Any = None
+    ) -> TrustStore:
+        """Open a new store handle on this backend."""
+        if self.dsn is None:
+            return await TrustStore.open(self.db, config=config, clock=clock, audit=audit)
+        return await TrustStore.open_postgres(self.dsn, config=config, clock=clock, audit=audit)
+
+    async def rows(self) -> list[tuple[str, int | None]]:
+        """``(subject_id, ledger_seq)`` of every stored row, as another connection sees it."""
+        if self.dsn is None:
+            if not self.db.exists():
+                return []
+            with sqlite3.connect(self.db) as conn:
+                return conn.execute(
+                    "SELECT subject_id, ledger_seq FROM subjects ORDER BY subject_id"
+                ).fetchall()
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            records = await conn.fetch(
+                "SELECT subject_id, ledger_seq FROM trust_subjects ORDER BY subject_id"
+            )
+        finally:
+            await conn.close()
+        return [(r[0], r[1]) for r in records]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The same test on each backend: a SQLite file, then a fresh PostgreSQL schema."""
+    db = tmp_path / "data" / "trust.db"
+    if request.param == "sqlite":
+        return Backend(db=db, dsn=None)
+    return Backend(db=db, dsn=request.getfixturevalue("pg_dsn"))
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
-    """Where the trust database lives."""
+    """Where the SQLite trust database lives (the SQLite-only tests)."""
     return tmp_path / "data" / "trust.db"
 
 
 @pytest.fixture
-async def store(db: Path, clock: FakeClock, ledger: Ledger) -> AsyncIterator[TrustStore]:
+async def store(backend: Backend, clock: FakeClock, ledger: Ledger) -> AsyncIterator[TrustStore]:
     """A trust store recording into the ledger."""
-    async with await TrustStore.open(db, config=CONFIG, clock=clock, audit=ledger) as opened:
+    async with await backend.open(clock=clock, audit=ledger) as opened:
         yield opened
 
 
@@ -82,28 +128,28 @@ async def test_evidence_moves_the_score_and_its_dimension(store: TrustStore) -> 
 
 
 async def test_scores_survive_a_restart_unchanged(
-    db: Path, clock: FakeClock, ledger: Ledger
+    backend: Backend, clock: FakeClock, ledger: Ledger
 ) -> None:
     """Closing and reopening the database restores exactly the same scores."""
-    async with await TrustStore.open(db, config=CONFIG, clock=clock, audit=ledger) as first:
+    async with await backend.open(clock=clock, audit=ledger) as first:
         await first.record("svc-a", Evidence.VERIFICATION_PASS, weight=2.5)
         clock.advance(60)
         await first.record("svc-a", Evidence.ANOMALY, reason="p99 spike")
         await first.record("svc-b", Evidence.GOVERNANCE_VIOLATION)
         before = await first.list_scores()
-    async with await TrustStore.open(db, config=CONFIG, clock=clock, audit=ledger) as second:
+    async with await backend.open(clock=clock, audit=ledger) as second:
         assert await second.list_scores() == before
     assert len(before) == 2
 
 
 async def test_restart_decays_from_the_stored_update_time(
-    db: Path, clock: FakeClock, ledger: Ledger
+    backend: Backend, clock: FakeClock, ledger: Ledger
 ) -> None:
     """Time that passes while the store is closed counts: decay runs from the last update."""
-    async with await TrustStore.open(db, config=CONFIG, clock=clock, audit=ledger) as first:
+    async with await backend.open(clock=clock, audit=ledger) as first:
         recorded = await first.record("svc", Evidence.HEALING_FAILURE, weight=3.0)
     clock.advance(HOUR)
-    async with await TrustStore.open(db, config=CONFIG, clock=clock, audit=ledger) as second:
+    async with await backend.open(clock=clock, audit=ledger) as second:
         after_one = await second.get_trust_score("svc")
         assert after_one.evidence_count == pytest.approx(1.5)
         assert after_one.updated_at == recorded.updated_at
@@ -159,10 +205,10 @@ async def test_list_scores_puts_the_least_trusted_first(store: TrustStore) -> No
 
 
 async def test_quarantine_forces_zero_until_release(
-    db: Path, clock: FakeClock, ledger: Ledger
+    backend: Backend, clock: FakeClock, ledger: Ledger
 ) -> None:
     """A quarantined subject scores 0.0 (very_low) across restarts until it is released."""
-    async with await TrustStore.open(db, config=CONFIG, clock=clock, audit=ledger) as store:
+    async with await backend.open(clock=clock, audit=ledger) as store:
         await store.record("svc", Evidence.HEALING_SUCCESS, weight=3.0)
         jailed = await store.quarantine("svc", reason="lateral movement", actor="alice")
         assert jailed.composite_score == 0.0
@@ -172,7 +218,7 @@ async def test_quarantine_forces_zero_until_release(
         more = await store.record("svc", Evidence.HEALING_SUCCESS, weight=3.0)
         assert more.composite_score == 0.0
         assert more.evidence_count == 6.0
-    async with await TrustStore.open(db, config=CONFIG, clock=clock, audit=ledger) as store:
+    async with await backend.open(clock=clock, audit=ledger) as store:
         assert store.is_quarantined("svc")
         assert await store.score("svc") == 0.0
         released = await store.release("svc", reason="reimaged", actor="bob")
@@ -191,7 +237,7 @@ async def test_quarantine_of_an_unknown_subject_applies_at_once(store: TrustStor
 
 
 async def test_quarantine_and_release_are_in_the_ledger(
-    store: TrustStore, ledger: Ledger, db: Path
+    store: TrustStore, ledger: Ledger, backend: Backend
 ) -> None:
     """Both steps are ledger entries naming actor, subject, reason and the composite change."""
     await store.record("svc", Evidence.HEALING_SUCCESS)
@@ -215,8 +261,7 @@ async def test_quarantine_and_release_are_in_the_ledger(
     assert release.payload["old_composite"] == 0.0
     assert release.payload["new_composite"] == released.composite_score
     assert release.payload["reason"] == "reimaged"
-    (row,) = stored_rows(db)
-    assert row[-1] == release.seq  # the row points at the ledger entry of its last change
+    assert await backend.rows() == [("svc", release.seq)]  # the row names its last entry
 
 
 async def test_release_of_a_subject_not_in_quarantine_is_refused(
@@ -236,7 +281,7 @@ async def test_release_of_a_subject_not_in_quarantine_is_refused(
 
 
 async def test_every_update_is_a_ledger_entry_with_old_and_new_composite(
-    store: TrustStore, ledger: Ledger, db: Path
+    store: TrustStore, ledger: Ledger, backend: Backend
 ) -> None:
     """record() appends trust.updated naming subject, evidence, weight, reason and the change."""
     first = await store.record("svc", Evidence.VERIFICATION_FAIL, reason="bandit: B602")
@@ -261,17 +306,16 @@ async def test_every_update_is_a_ledger_entry_with_old_and_new_composite(
     assert two.payload["dimensions"]["anomaly_history"] == second.anomaly_history
     assert one.payload["previous_seq"] is None
     assert two.payload["previous_seq"] == one.seq
-    (row,) = stored_rows(db)
-    assert row[-1] == two.seq
+    assert await backend.rows() == [("svc", two.seq)]
 
 
 async def test_a_failing_ledger_rolls_the_change_back(
-    tmp_path: Path, db: Path, clock: FakeClock
+    tmp_path: Path, backend: Backend, clock: FakeClock
 ) -> None:
     """If the audit append fails, record/quarantine raise TrustError and nothing is kept."""
     broken = await Ledger.open(tmp_path / "data", clock=clock)
     await broken.close()  # appends now raise LedgerError
-    async with await TrustStore.open(db, config=CONFIG, clock=clock, audit=broken) as store:
+    async with await backend.open(clock=clock, audit=broken) as store:
         with pytest.raises(TrustError, match=r"trust\.updated of 'svc' in the ledger failed"):
             await store.record("svc", Evidence.ANOMALY)
         with pytest.raises(TrustError, match="ledger failed"):
@@ -280,11 +324,11 @@ async def test_a_failing_ledger_rolls_the_change_back(
         assert unchanged.updated_at is None
         assert unchanged.composite_score == CONFIG.default_score
         assert not store.is_quarantined("svc")
-    assert stored_rows(db) == []
+    assert await backend.rows() == []
 
 
 async def test_a_ledger_that_never_confirms_times_out_and_rolls_back(
-    db: Path, clock: FakeClock
+    backend: Backend, clock: FakeClock
 ) -> None:
     """An audit append that hangs is abandoned after audit_timeout_s; nothing is kept."""
 
@@ -296,18 +340,18 @@ async def test_a_ledger_that_never_confirms_times_out_and_rolls_back(
             await asyncio.Event().wait()
 
     config = TrustConfig(audit_timeout_s=0.05)
-    async with await TrustStore.open(db, config=config, clock=clock, audit=StuckLedger()) as store:
+    async with await backend.open(config=config, clock=clock, audit=StuckLedger()) as store:
         with pytest.raises(TrustError, match="did not confirm"):
             await store.record("svc", Evidence.ANOMALY)
         assert await store.list_scores() == []
-    assert stored_rows(db) == []
+    assert await backend.rows() == []
 
 
 # -- concurrency ---------------------------------------------------------------------------
 
 
 async def test_concurrent_records_for_one_subject_are_all_kept(
-    store: TrustStore, ledger: Ledger, db: Path, clock: FakeClock
+    store: TrustStore, ledger: Ledger, backend: Backend, clock: FakeClock
 ) -> None:
     """Many simultaneous updates of one subject are serialised: none is lost or reordered."""
     n = 200
@@ -320,20 +364,22 @@ async def test_concurrent_records_for_one_subject_are_all_kept(
     for previous, entry in itertools.pairwise(entries):
         assert entry.payload["previous_seq"] == previous.seq
         assert entry.payload["old_composite"] == previous.payload["new_composite"]
-    async with await TrustStore.open(db, config=CONFIG, clock=clock) as reopened:
+    async with await backend.open(clock=clock) as reopened:
         assert await reopened.get_trust_score("svc") == score
 
 
-async def test_two_stores_on_one_file_do_not_lose_updates(db: Path, clock: FakeClock) -> None:
+async def test_two_stores_on_one_database_do_not_lose_updates(
+    backend: Backend, clock: FakeClock
+) -> None:
     """Each change reads the row inside its write transaction, so a second writer is safe."""
     async with (
-        await TrustStore.open(db, config=CONFIG, clock=clock) as one,
-        await TrustStore.open(db, config=CONFIG, clock=clock) as two,
+        await backend.open(clock=clock) as one,
+        await backend.open(clock=clock) as two,
     ):
         await asyncio.gather(
             *(s.record("svc", Evidence.VERIFICATION_PASS) for s in [one, two] * 25)
         )
-    async with await TrustStore.open(db, config=CONFIG, clock=clock) as check:
+    async with await backend.open(clock=clock) as check:
         assert (await check.get_trust_score("svc")).evidence_count == 50
 
 
@@ -375,14 +421,14 @@ async def test_a_cancelled_record_lands_whole_or_not_at_all(
     ],
 )
 async def test_bad_input_is_refused_naming_the_problem(
-    store: TrustStore, ledger: Ledger, db: Path, call: dict[str, Any], match: str
+    store: TrustStore, ledger: Ledger, backend: Backend, call: dict[str, Any], match: str
 ) -> None:
     """Empty/oversized ids, non-finite weights, unknown evidence: TrustError, nothing written."""
     arguments: dict[str, Any] = {"subject_id": "svc", "evidence": Evidence.ANOMALY, **call}
     with pytest.raises(TrustError, match=match):
         await store.record(**arguments)
     assert await ledger.size() == 0
-    assert stored_rows(db) == []
+    assert await backend.rows() == []
     assert await store.list_scores() == []
 
 
@@ -429,10 +475,11 @@ async def test_the_database_is_a_wal_sqlite_file_in_the_data_dir(
     data_dir.mkdir()
     async with await TrustStore.open(data_dir, clock=clock) as store:
         assert store.path == data_dir / "trust.db"
+        assert store.location == str(store.path)
         await store.record("svc", Evidence.VERIFICATION_PASS)
-        with sqlite3.connect(store.path) as conn:
+        with sqlite3.connect(data_dir / "trust.db") as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert len(stored_rows(store.path)) == 1
+        assert len(stored_rows(data_dir / "trust.db")) == 1
 
 
 async def test_open_refuses_a_database_that_is_not_a_trust_store(
@@ -460,9 +507,9 @@ async def test_a_damaged_row_fails_closed_at_open(db: Path, clock: FakeClock) ->
         await TrustStore.open(db, clock=clock)
 
 
-async def test_a_closed_store_refuses_every_call(db: Path, clock: FakeClock) -> None:
+async def test_a_closed_store_refuses_every_call(backend: Backend, clock: FakeClock) -> None:
     """After close, reads and writes raise TrustError (the gate turns that into a denial)."""
-    store = await TrustStore.open(db, clock=clock)
+    store = await backend.open(clock=clock)
     await store.close()
     await store.close()  # idempotent
     with pytest.raises(TrustError, match="closed"):

@@ -2,6 +2,8 @@
 
 >>> from grace.trust import Evidence, TrustStore
 >>> # store = await TrustStore.open(data_dir / "trust.db", clock=clock, audit=ledger)
+>>> # or, shared by several instances (ADR 0013):
+>>> # store = await TrustStore.open_postgres(dsn, clock=clock, audit=ledger)
 >>> # await store.record("svc-payments", Evidence.HEALING_SUCCESS)
 >>> # await store.score("svc-payments")
 
