@@ -328,3 +328,44 @@ async def test_sequence_numbers_beyond_64_bits_are_a_422(site: Site) -> None:
         assert (await site.http.get(url, headers=site.as_("alice"))).status_code == 422
     r = await site.http.get("/v1/audit/entries", params={"after": huge}, headers=site.as_("alice"))
     assert r.status_code == 422
+
+
+async def test_incidents_recorded_by_another_instance_are_listed_from_the_ledger(
+    site: Site,
+) -> None:
+    """In a shared ledger, an incident another instance opened shows up here too, with its
+    latest recorded state and its timeline."""
+    record = {
+        "incident_id": "inc_elsewhere",
+        "resource": "payments",
+        "anomaly_type": "service_down",
+        "severity": "medium",
+        "state": "healing",
+        "opened_at": "2026-11-24T00:00:00+00:00",
+        "last_seen_at": "2026-11-24T00:00:01+00:00",
+        "first_anomaly_id": "evt-1",
+        "anomaly_count": 1,
+        "held_count": 0,
+        "healing_runs": 1,
+        "playbook": "restart-unhealthy-service",
+        "resolved_at": None,
+        "reason": "",
+        "approval_id": None,
+    }
+    ledger = site.grace.ledger
+    for action, state in (("incident_opened", "open"), ("incident_healing", "healing")):
+        await ledger.append(
+            subsystem="avn",
+            actor="immune_kernel",
+            action=action,
+            resource="payments",
+            result=state,
+            payload={"event": action, **record, "state": state},
+        )
+    body = (await site.http.get("/v1/immune/incidents", headers=site.as_("alice"))).json()
+    (listed,) = [i for i in body["incidents"] if i["incident_id"] == "inc_elsewhere"]
+    assert listed["state"] == "healing"
+    assert [step["action"] for step in listed["timeline"]] == [
+        "incident_opened",
+        "incident_healing",
+    ]

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from grace.errors import ImmuneError
 from grace.governance.model import Principal
-from grace.immune import ImmuneKernel, Incident, IngressControls
+from grace.immune import ImmuneKernel, IngressControls
 from grace.ledger import Ledger
 from grace.server._roles import READ_ROLES, WRITE_ROLES, requires
 
@@ -25,6 +25,24 @@ router = APIRouter(prefix="/v1/immune", tags=["immune"])
 
 _TIMELINE_SCAN: Final = 2000
 """How many recent ``avn`` ledger entries the timelines are read from."""
+_INCIDENT_FIELDS: Final = (
+    "incident_id",
+    "resource",
+    "anomaly_type",
+    "severity",
+    "state",
+    "opened_at",
+    "last_seen_at",
+    "first_anomaly_id",
+    "anomaly_count",
+    "held_count",
+    "healing_runs",
+    "playbook",
+    "resolved_at",
+    "reason",
+    "approval_id",
+)
+"""What an incident record holds (``Incident.to_dict``), as the kernel writes it."""
 
 
 def _runtime(request: Request) -> Any:
@@ -69,44 +87,63 @@ async def incidents(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Active incidents first, then the most recent closed ones, each with its timeline
-    (the ledger's ``avn`` entries for it, oldest first)."""
-    shown = kernel.incidents.active()
-    seen = {i.incident_id for i in shown}
-    shown += [i for i in kernel.incidents.history(limit) if i.incident_id not in seen]
-    shown = shown[:limit]
-    timelines = await _timelines(getattr(_runtime(request), "ledger", None), shown)
+    (the ledger's ``avn`` entries for it, oldest first).
+
+    The ledger is the record, and in a scaled-out deployment it is shared: incidents opened
+    by other instances are read from their latest ledger entry, this instance's own from
+    the kernel (which knows them first-hand).
+    """
+    own = kernel.incidents.active()
+    seen = {i.incident_id for i in own}
+    own += [i for i in kernel.incidents.history(limit) if i.incident_id not in seen]
+    records, timelines = await _from_ledger(getattr(_runtime(request), "ledger", None))
+    merged = {i.incident_id: i.to_dict() for i in own}
+    for incident_id, record in records.items():
+        merged.setdefault(incident_id, record)
+    # Active (unresolved) first, newest first within each group.
+    active = [r for r in merged.values() if r.get("resolved_at") is None]
+    closed = [r for r in merged.values() if r.get("resolved_at") is not None]
+    active.sort(key=lambda r: str(r.get("opened_at", "")), reverse=True)
+    closed.sort(key=lambda r: str(r.get("resolved_at", "")), reverse=True)
+    shown = (active + closed)[:limit]
     return {
         "incidents": [
-            {**incident.to_dict(), "timeline": timelines.get(incident.incident_id, [])}
-            for incident in shown
+            {**record, "timeline": timelines.get(str(record["incident_id"]), [])}
+            for record in shown
         ]
     }
 
 
-async def _timelines(ledger: object, incidents: list[Incident]) -> dict[str, list[dict[str, Any]]]:
-    if not isinstance(ledger, Ledger) or not incidents:
-        return {}
-    wanted = {i.incident_id for i in incidents}
+async def _from_ledger(
+    ledger: object,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Each incident's latest recorded state and its timeline, from recent ``avn`` entries."""
+    if not isinstance(ledger, Ledger):
+        return {}, {}
     page = await ledger.query(subsystem="avn", limit=_TIMELINE_SCAN, newest_first=True)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for entry in reversed(page.entries):
+    records: dict[str, dict[str, Any]] = {}
+    timelines: dict[str, list[dict[str, Any]]] = {}
+    for entry in reversed(page.entries):  # oldest first: later states overwrite earlier ones
         incident_id = entry.payload.get("incident_id")
-        if incident_id in wanted:
-            out.setdefault(str(incident_id), []).append(
-                {
-                    "seq": entry.seq,
-                    "at": entry.timestamp.isoformat(),
-                    "action": entry.action,
-                    "result": entry.result,
-                    "actor": entry.actor,
-                    "detail": {
-                        k: v
-                        for k, v in entry.payload.items()
-                        if k in ("reason", "step", "executor", "decision_seq", "detail", "error")
-                    },
-                }
-            )
-    return out
+        if not isinstance(incident_id, str):
+            continue
+        if "state" in entry.payload and "opened_at" in entry.payload:
+            records[incident_id] = {k: entry.payload.get(k) for k in _INCIDENT_FIELDS}
+        timelines.setdefault(incident_id, []).append(
+            {
+                "seq": entry.seq,
+                "at": entry.timestamp.isoformat(),
+                "action": entry.action,
+                "result": entry.result,
+                "actor": entry.actor,
+                "detail": {
+                    k: v
+                    for k, v in entry.payload.items()
+                    if k in ("reason", "step", "executor", "decision_seq", "detail", "error")
+                },
+            }
+        )
+    return records, timelines
 
 
 @router.post("/incidents/{incident_id}/close")
