@@ -225,6 +225,12 @@ class MeshSectionSettings(BaseModel):
     nats_servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
     nats_stream: str = Field(default="GRACE", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     nats_subject_prefix: str = Field(default="grace", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    nats_ack_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long JetStream waits for a handler's ack before redelivering "
+        "(a crashed instance's events go to another after this).",
+    )
     queue_capacity: int = Field(default=10_000, ge=1)
     workers: int = Field(default=4, ge=1)
     handler_timeout_s: float = Field(default=5.0, gt=0)

@@ -348,7 +348,10 @@ class Grace:
             # Several Grace instances share one JetStream stream; each subscriber group is
             # a durable queue consumer, so an event is handled once per group.
             transport = NatsTransport(
-                cfg.nats_servers, stream=cfg.nats_stream, subject_prefix=cfg.nats_subject_prefix
+                cfg.nats_servers,
+                stream=cfg.nats_stream,
+                subject_prefix=cfg.nats_subject_prefix,
+                ack_wait_s=cfg.nats_ack_wait_s,
             )
         self.mesh = TriggerMesh(
             load_mesh_config(),
