@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import structlog
 
+from grace import _pgschema
 from grace.errors import GovernanceError
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "channel_name", "migrate"]
@@ -95,44 +96,13 @@ async def migrate(conn: Any, location: str) -> str:
     ``conn`` is an asyncpg connection. Refuses a schema whose ``gov_meta`` is not Grace's
     governance format or records a newer version than this Grace knows.
     """
-    async with conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))", _MIGRATE_LOCK
-        )
-        schema = await conn.fetchval("SELECT current_schema()")
-        if schema is None:
-            raise GovernanceError(f"{location}: no schema on the search_path exists")
-        exists = await conn.fetchval("SELECT to_regclass('gov_meta') IS NOT NULL")
-        version = 0
-        if exists:
-            meta = {r["key"]: r["value"] for r in await conn.fetch("SELECT * FROM gov_meta")}
-            if meta.get("format") != FORMAT:
-                raise GovernanceError(
-                    f"{location} has a gov_meta table that is not Grace's governance store's "
-                    f"(format {meta.get('format')!r})"
-                )
-            text = meta.get("schema_version", "")
-            if not text.isdigit():
-                raise GovernanceError(f"{location} records governance schema version {text!r}")
-            version = int(text)
-            if version > SCHEMA_VERSION:
-                raise GovernanceError(
-                    f"{location} has governance schema version {version}, written by a newer "
-                    f"Grace; this Grace knows versions up to {SCHEMA_VERSION} and will not "
-                    "touch it"
-                )
-        for number, sql in MIGRATIONS:
-            if number > version:
-                await conn.execute(sql)
-                log.info("governance_postgres_migrated", location=location, schema_version=number)
-        if not exists:
-            await conn.execute(
-                "INSERT INTO gov_meta (key, value) VALUES ('format', $1), ('schema_version', $2)",
-                FORMAT,
-                str(SCHEMA_VERSION),
-            )
-        elif version < SCHEMA_VERSION:
-            await conn.execute(
-                "UPDATE gov_meta SET value = $1 WHERE key = 'schema_version'", str(SCHEMA_VERSION)
-            )
-        return str(schema)
+    return await _pgschema.migrate(
+        conn,
+        location,
+        what="governance",
+        meta_table="gov_meta",
+        fmt=FORMAT,
+        migrations=MIGRATIONS,
+        lock_id=_MIGRATE_LOCK,
+        error=GovernanceError,
+    )

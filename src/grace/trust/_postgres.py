@@ -47,6 +47,7 @@ from typing import Any, Final
 import asyncpg
 import structlog
 
+from grace import _pgschema
 from grace.errors import TrustError
 from grace.ledger.audit import AuditSink
 from grace.trust._backend import Change, Mutation, append_change
@@ -146,48 +147,16 @@ async def migrate(conn: Any, location: str) -> str:
     ``conn`` is an asyncpg connection. Refuses a schema whose ``trust_meta`` is not Grace's
     trust format or records a newer version than this Grace knows.
     """
-    async with conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))", _MIGRATE_LOCK
-        )
-        schema = await conn.fetchval("SELECT current_schema()")
-        if schema is None:
-            raise TrustError(f"{location}: no schema on the search_path exists")
-        exists = await conn.fetchval("SELECT to_regclass('trust_meta') IS NOT NULL")
-        version = 0
-        if exists:
-            meta = {r["key"]: r["value"] for r in await conn.fetch("SELECT * FROM trust_meta")}
-            if meta.get("format") != FORMAT:
-                raise TrustError(
-                    f"{location} has a trust_meta table that is not Grace's trust store's "
-                    f"(format {meta.get('format')!r})"
-                )
-            text = meta.get("schema_version", "")
-            if not text.isdigit():
-                raise TrustError(f"{location} records trust schema version {text!r}")
-            version = int(text)
-            if version > SCHEMA_VERSION:
-                raise TrustError(
-                    f"{location} has trust schema version {version}, written by a newer "
-                    f"Grace; this Grace knows versions up to {SCHEMA_VERSION} and will not "
-                    "touch it"
-                )
-        for number, sql in MIGRATIONS:
-            if number > version:
-                await conn.execute(sql)
-                log.info("trust_postgres_migrated", location=location, schema_version=number)
-        if not exists:
-            await conn.execute(
-                "INSERT INTO trust_meta (key, value) VALUES ('format', $1), ('schema_version', $2)",
-                FORMAT,
-                str(SCHEMA_VERSION),
-            )
-        elif version < SCHEMA_VERSION:
-            await conn.execute(
-                "UPDATE trust_meta SET value = $1 WHERE key = 'schema_version'",
-                str(SCHEMA_VERSION),
-            )
-        return str(schema)
+    return await _pgschema.migrate(
+        conn,
+        location,
+        what="trust",
+        meta_table="trust_meta",
+        fmt=FORMAT,
+        migrations=MIGRATIONS,
+        lock_id=_MIGRATE_LOCK,
+        error=TrustError,
+    )
 
 
 def _state_from_record(row: Any, location: str) -> SubjectState:
